@@ -1,0 +1,1 @@
+"""Monaco's HTTP API (Starlette) and its two back ends."""

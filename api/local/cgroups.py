@@ -1,0 +1,99 @@
+"""Per-run memory and pids cgroups for the local sandbox, where the service may create them (root).
+
+With them the local back end sees what Kubernetes sees: a program over its memory limit is OOM-killed
+and reported as `memory_limit`, its peak memory is measured, and a fork bomb stops at `pids.max`.
+Without them (not root, or no writable cgroup file system) the sandbox falls back to rlimits alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "monaco"
+
+
+@dataclass(frozen=True)
+class RunCgroup:
+    dirs: tuple[Path, ...]
+    memory: Path
+    v2: bool
+
+    def stats(self) -> tuple[int | None, bool]:
+        """(peak memory in KiB, whether the OOM killer fired)."""
+        peak_file = self.memory / ("memory.peak" if self.v2 else "memory.max_usage_in_bytes")
+        events = self.memory / ("memory.events" if self.v2 else "memory.oom_control")
+        peak = None
+        with contextlib.suppress(OSError, ValueError):
+            peak = int(peak_file.read_text().split()[0]) // 1024
+        killed = False
+        with contextlib.suppress(OSError):
+            for line in events.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and int(value) > 0:
+                    killed = True
+        return peak, killed
+
+    def remove(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        for d in self.dirs:
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # tasks still exiting
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
+
+
+class Cgroups:
+    """Creates one cgroup per sandboxed phase under monaco/ in the memory and pids hierarchies."""
+
+    def __init__(self, root: Path = ROOT) -> None:
+        self.v2 = (root / "cgroup.controllers").exists()
+        if self.v2:
+            self.parents = (root / PARENT,)
+        else:
+            self.parents = (root / "memory" / PARENT, root / "pids" / PARENT)
+
+    @classmethod
+    def detect(cls) -> Cgroups | None:
+        if os.geteuid() != 0:
+            return None
+        cg = cls()
+        try:
+            for p in cg.parents:
+                p.mkdir(exist_ok=True)
+            if cg.v2:
+                (ROOT / "cgroup.subtree_control").write_text("+memory +pids")
+                (cg.parents[0] / "cgroup.subtree_control").write_text("+memory +pids")
+            probe = cg.create("probe", memory_bytes=64 << 20, pids=8)
+            probe.remove()
+        except OSError:
+            return None
+        return cg
+
+    def create(self, name: str, *, memory_bytes: int, pids: int) -> RunCgroup:
+        dirs = tuple(p / name for p in self.parents)
+        for d in dirs:
+            d.mkdir(exist_ok=True)
+        if self.v2:
+            d = dirs[0]
+            (d / "memory.max").write_text(str(memory_bytes))
+            with contextlib.suppress(OSError):
+                (d / "memory.swap.max").write_text("0")
+            (d / "pids.max").write_text(str(pids))
+            return RunCgroup(dirs, d, True)
+        mem, pid = dirs
+        (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
+        with contextlib.suppress(OSError):  # only where swap accounting is on
+            (mem / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+        (pid / "pids.max").write_text(str(pids))
+        return RunCgroup(dirs, mem, False)

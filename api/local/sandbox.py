@@ -1,0 +1,270 @@
+"""The local sandbox: runs one phase of the runner with what Linux offers without a daemon.
+
+Each phase gets new network (loopback only, and down: no network at all), PID, mount, IPC and UTS
+namespaces; fresh size-limited tmpfs mounts over every world-writable place (/tmp, /var/tmp, /dev/shm);
+the build dir bound read-only for the run; an unprivileged uid of its own per worker slot with every
+capability dropped and no_new_privs; an empty environment; rlimits set by the runner; and, where the
+service may create them, memory and pids cgroups. The runner is PID 1 of the namespace, so when it
+exits the kernel kills whatever the program left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from monaco.core.envelope import EnvelopeError, PhaseResult, parse
+from monaco.core.languages import Language, runner_script
+from monaco.core.models import Limits
+from monaco.core.settings import Settings
+
+from .cgroups import Cgroups
+
+log = logging.getLogger("monaco.sandbox")
+
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+# A program may scribble into the runner's stdout while it lives; the envelope is always last, so keep
+# only the tail of what the runner printed.
+_KEEP_TAIL = 1 << 20
+
+# Runs as root inside the new namespaces: private mounts, then drop to the sandbox uid and exec the
+# runner with an empty environment ("$@" is `env -i K=V ... sh runner.sh PHASE`).
+_INNER = r"""
+set -e
+m() { mount -t tmpfs -o "size=$1,mode=1777,nosuid,nodev" tmpfs "$2"; }
+m "${SB_TMP_MB}m" /tmp
+for d in /var/tmp /dev/shm /run/lock /dev/mqueue; do [ -d "$d" ] && m 1m "$d"; done
+if [ "$SB_PHASE" = run ]; then
+  mount --bind "$SB_BUILD" "$SB_BUILD"
+  mount -o remount,bind,ro,nosuid,nodev "$SB_BUILD"
+fi
+if [ -n "${SB_UID:-}" ]; then
+  exec setpriv --reuid="$SB_UID" --regid="$SB_UID" --clear-groups --inh-caps=-all --bounding-set=-all \
+    --no-new-privs -- "$@"
+fi
+exec setpriv --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"
+"""
+# Joins the phase's cgroups, then becomes the namespace builder.
+_OUTER = r'for d in $SB_CGROUPS; do echo $$ > "$d/cgroup.procs" || exit 111; done; exec "$@"'
+
+
+class SandboxUnavailable(RuntimeError):
+    """No isolation is possible here; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PhaseRun:
+    result: PhaseResult | None
+    memory_kb: int | None
+    oom_killed: bool
+    error: str = ""
+
+
+class Sandbox:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root_dir = settings.sandboxes
+        self.mode = "none"
+        self.cgroups: Cgroups | None = None
+        self._runner = self.root_dir / "runner.sh"
+        self._unshare = shutil.which("unshare") or "unshare"
+
+    # ---- start-up
+    def prepare(self) -> None:
+        resolved = self.root_dir.resolve()
+        for hidden in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+            if resolved.is_relative_to(hidden):
+                raise SandboxUnavailable(
+                    f"MONACO_SANDBOX_DIR={self.root_dir} is under {hidden}, which every sandbox covers with its "
+                    "own tmpfs; choose a directory elsewhere (the default is $MONACO_DATA_DIR/sandboxes)"
+                )
+        self.root_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root_dir, 0o711)
+        self._runner.write_text(runner_script())
+        os.chmod(self._runner, 0o644)
+        self.mode = self._choose_mode()
+        if self.mode == "unshare-root":
+            self.cgroups = Cgroups.detect()
+        log.info(
+            "sandbox ready",
+            extra={"mode": self.mode, "cgroups": bool(self.cgroups), "dir": str(self.root_dir)},
+        )
+
+    def _probe(self, argv: list[str]) -> bool:
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=10, env={"PATH": SANDBOX_PATH})
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return done.returncode == 0
+
+    def _choose_mode(self) -> str:
+        wanted = self.settings.sandbox
+        ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc"]
+        if wanted in ("auto", "unshare", "bwrap"):
+            if wanted == "bwrap":
+                log.warning("bubblewrap mode is not built yet; using unshare, which isolates the same way")
+            if os.geteuid() == 0 and self._probe([self._unshare, *ns, "true"]):
+                return "unshare-root"
+            if self._probe([self._unshare, "--user", "--map-root-user", *ns, "true"]):
+                return "unshare-user"
+        if self.settings.allow_unisolated:
+            log.critical(
+                "RUNNING SUBMISSIONS WITHOUT ISOLATION (MONACO_ALLOW_UNISOLATED=true): programs have the "
+                "network, see this machine's processes and run as the service's own user. Never expose this."
+            )
+            return "none"
+        raise SandboxUnavailable(
+            "cannot isolate programs here: `unshare` could not create network, PID and mount namespaces "
+            "(run as root, or enable unprivileged user namespaces). Set MONACO_ALLOW_UNISOLATED=true only "
+            "for a throwaway development machine."
+        )
+
+    # ---- one submission
+    def workspace(self, submission_id: str, code: str, stdin: str, language: Language) -> Path:
+        base = self.root_dir / submission_id
+        shutil.rmtree(base, ignore_errors=True)
+        (base / "src").mkdir(parents=True)
+        (base / "build").mkdir()
+        os.chmod(base, 0o711)
+        os.chmod(base / "src", 0o755)
+        (base / "src" / language.source_file).write_text(code)
+        (base / "src" / "stdin").write_text(stdin)
+        return base
+
+    def cleanup(self, base: Path) -> None:
+        shutil.rmtree(base, ignore_errors=True)
+
+    def uid_for(self, slot: int) -> int | None:
+        return self.settings.sandbox_uid_base + slot if self.mode == "unshare-root" else None
+
+    async def run_phase(
+        self,
+        base: Path,
+        language: Language,
+        phase: str,
+        limits: Limits,
+        slot: int,
+        cancel: asyncio.Event | None = None,
+    ) -> PhaseRun:
+        if phase == "compile":
+            cl = language.compile_limits
+            timeout, memory_mb, as_mb = cl.timeout_seconds, cl.memory_mb, cl.address_space_mb or cl.memory_mb
+            procs, nofile, command = cl.processes, cl.open_files, language.compile or ""
+        else:
+            rl = language.limits
+            timeout, memory_mb, command = limits.timeout_seconds, limits.memory_mb, language.run
+            as_mb = max(rl.address_space_mb or 0, memory_mb)
+            procs, nofile = rl.processes, rl.open_files
+        uid = self.uid_for(slot)
+        build = base / "build"
+        if uid is not None and phase == "compile":
+            os.chown(build, uid, uid)
+        runner_env = {
+            "PATH": SANDBOX_PATH,
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            **language.env,
+            "MONACO_SRC_DIR": str(base / "src"),
+            "MONACO_SOURCE_FILE": language.source_file,
+            "MONACO_BUILD_DIR": str(build),
+            "MONACO_WORK_DIR": str(base / "work") if self.mode == "none" else "/tmp/work",
+            "MONACO_COMMAND": command,
+            "MONACO_TIMEOUT_MS": str(int(timeout * 1000)),
+            "MONACO_OUTPUT_LIMIT": str(self.settings.output_limit_bytes),
+            # With a memory cgroup the kernel enforces the limit (and reports OOM kills);
+            # RLIMIT_AS stays as the limit where there is none.
+            "MONACO_AS_KB": str(as_mb * 1024 if not self.cgroups or as_mb > memory_mb else 0),
+            "MONACO_NPROC": str(procs if self.mode == "unshare-root" else 0),
+            "MONACO_NOFILE": str(nofile),
+            "MONACO_FSIZE_KB": str(language.compile_limits.output_file_mb * 1024),
+            "MONACO_NEEDS_COMPILE": "1" if language.compiles else "0",
+        }
+        inner_cmd = ["env", "-i", *(f"{k}={v}" for k, v in runner_env.items()), "/bin/sh", str(self._runner), phase]
+        cg = None
+        if self.cgroups is not None:
+            cg = await asyncio.to_thread(
+                self.cgroups.create,
+                f"{base.name}-{phase}",
+                memory_bytes=(memory_mb + 8) << 20,
+                pids=procs + 16,
+            )
+        outer_env = {
+            "PATH": SANDBOX_PATH,
+            "SB_TMP_MB": str(self.settings.sandbox_tmp_mb),
+            "SB_PHASE": phase,
+            "SB_BUILD": str(build),
+            "SB_UID": "" if uid is None else str(uid),
+            "SB_CGROUPS": " ".join(str(d) for d in cg.dirs) if cg else "",
+        }
+        ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc"]
+        if self.mode == "unshare-root":
+            argv = ["/bin/sh", "-c", _OUTER, "sb", self._unshare, *ns, "/bin/sh", "-c", _INNER, "sb", *inner_cmd]
+        elif self.mode == "unshare-user":
+            argv = [self._unshare, "--user", "--map-root-user", *ns, "/bin/sh", "-c", _INNER, "sb", *inner_cmd]
+        else:
+            argv = inner_cmd
+        try:
+            out, err = await self._spawn(argv, outer_env, timeout + 10, cancel)
+        finally:
+            memory_kb, oom = (None, False)
+            if cg is not None:
+                memory_kb, oom = await asyncio.to_thread(cg.stats)
+                await asyncio.to_thread(cg.remove)
+        if out is None:
+            return PhaseRun(None, memory_kb, oom, error=err)
+        try:
+            result = parse(out)
+        except EnvelopeError as exc:
+            detail = err.strip().splitlines()[-1:] if err else []
+            return PhaseRun(None, memory_kb, oom, error=f"{exc}{': ' + detail[0] if detail else ''}")
+        return PhaseRun(result, memory_kb, oom)
+
+    async def _spawn(
+        self, argv: list[str], env: dict[str, str], hard_timeout: float, cancel: asyncio.Event | None
+    ) -> tuple[bytes | None, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+
+        async def tail(stream: asyncio.StreamReader) -> bytes:
+            buf = bytearray()
+            while chunk := await stream.read(65536):
+                buf += chunk
+                if len(buf) > 2 * _KEEP_TAIL:
+                    del buf[: len(buf) - _KEEP_TAIL]
+            return bytes(buf[-_KEEP_TAIL:])
+
+        reading = asyncio.gather(tail(proc.stdout), tail(proc.stderr), proc.wait())
+        waiters: list[asyncio.Future[object]] = [reading]  # type: ignore[list-item]
+        cancelled = None
+        if cancel is not None:
+            cancelled = asyncio.ensure_future(cancel.wait())
+            waiters.append(cancelled)
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=hard_timeout, return_when=asyncio.FIRST_COMPLETED)
+            if reading in done:
+                out, err, _code = reading.result()
+                return out, err.decode("utf-8", "replace")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(reading, 10)
+            why = "cancelled" if cancelled is not None and cancelled in done else "the sandbox did not finish in time"
+            return None, why
+        finally:
+            if cancelled is not None:
+                cancelled.cancel()

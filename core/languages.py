@@ -1,0 +1,146 @@
+"""The language registry: every language is a data entry (see languages.yaml)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class RunLimits(_Model):
+    timeout_seconds: float = Field(10, gt=0, le=300)
+    memory_mb: int = Field(100, ge=16, le=65536)
+    max_timeout_seconds: float | None = Field(None, gt=0, le=300)
+    max_memory_mb: int | None = Field(None, ge=16, le=65536)
+    address_space_mb: int | None = Field(None, ge=16, description="RLIMIT_AS; defaults to memory_mb")
+    processes: int = Field(64, ge=1, le=4096)
+    open_files: int = Field(256, ge=16, le=65536)
+
+    @model_validator(mode="after")
+    def _maxima_cover_defaults(self) -> RunLimits:
+        if self.max_timeout_seconds is not None and self.max_timeout_seconds < self.timeout_seconds:
+            raise ValueError("maxTimeoutSeconds is below timeoutSeconds")
+        if self.max_memory_mb is not None and self.max_memory_mb < self.memory_mb:
+            raise ValueError("maxMemoryMb is below memoryMb")
+        return self
+
+    @property
+    def timeout_ceiling(self) -> float:
+        return self.max_timeout_seconds or self.timeout_seconds
+
+    @property
+    def memory_ceiling(self) -> int:
+        return self.max_memory_mb or self.memory_mb
+
+
+class CompileLimits(_Model):
+    timeout_seconds: float = Field(30, gt=0, le=600)
+    memory_mb: int = Field(512, ge=16, le=65536)
+    address_space_mb: int | None = Field(None, ge=16)
+    processes: int = Field(64, ge=1, le=4096)
+    open_files: int = Field(256, ge=16, le=65536)
+    output_file_mb: int = Field(64, ge=1, le=4096, description="RLIMIT_FSIZE of the compiler")
+
+
+class Language(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_+-]{0,31}$")
+    display_name: str
+    version: str
+    image: str = Field(description="container image of the Kubernetes back end")
+    image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
+    source_file: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    compile: str | None = None
+    run: str
+    env: dict[str, str] = Field(default_factory=dict)
+    limits: RunLimits = RunLimits()
+    compile_limits: CompileLimits = CompileLimits()
+
+    @property
+    def compiles(self) -> bool:
+        return bool(self.compile)
+
+    def public(self) -> dict[str, Any]:
+        """What GET /languages shows."""
+        return {
+            "name": self.name,
+            "displayName": self.display_name,
+            "version": self.version,
+            "compiled": self.compiles,
+            "sourceFile": self.source_file,
+            "limits": {
+                "timeoutSeconds": self.limits.timeout_seconds,
+                "memoryMb": self.limits.memory_mb,
+                "maxTimeoutSeconds": self.limits.timeout_ceiling,
+                "maxMemoryMb": self.limits.memory_ceiling,
+            },
+        }
+
+
+class LanguageError(ValueError):
+    """The registry file is unusable; the message says which entry and field."""
+
+
+class Registry:
+    def __init__(self, languages: dict[str, Language]) -> None:
+        if not languages:
+            raise LanguageError("the language registry is empty")
+        self._languages = dict(sorted(languages.items()))
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str = "<registry>") -> Registry:
+        if not isinstance(data, dict) or not isinstance(data.get("languages"), dict):
+            raise LanguageError(f"{source}: expected a mapping with a 'languages' mapping")
+        entries: dict[str, Language] = {}
+        for name, raw in data["languages"].items():
+            if not isinstance(raw, dict):
+                raise LanguageError(f"{source}: language {name!r} must be a mapping")
+            try:
+                entries[name] = Language.model_validate({**raw, "name": name})
+            except ValidationError as exc:
+                raise LanguageError(f"{source}: language {name!r}: {exc}") from exc
+        return cls(entries)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Registry:
+        """The registry from a YAML file, or the built-in one."""
+        if path:
+            text = Path(path).read_text()
+            source = str(path)
+        else:
+            text = resources.files("monaco.core").joinpath("languages.yaml").read_text()
+            source = "built-in languages.yaml"
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise LanguageError(f"{source}: not valid YAML: {exc}") from exc
+        return cls.from_mapping(data, source)
+
+    def get(self, name: str) -> Language | None:
+        return self._languages.get(name)
+
+    @cached_property
+    def names(self) -> list[str]:
+        return list(self._languages)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._languages.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._languages
+
+    def __len__(self) -> int:
+        return len(self._languages)
+
+
+def runner_script() -> str:
+    """The text of the one runner script (core/runner.sh)."""
+    return resources.files("monaco.core").joinpath("runner.sh").read_text()

@@ -1,0 +1,149 @@
+"""The vocabulary of the HTTP contract and of the CodeSubmission resource, shared by both back ends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic.alias_generators import to_camel
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Status.COMPLETED, Status.FAILED)
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    COMPILE_ERROR = "compile_error"
+    RUNTIME_ERROR = "runtime_error"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    OUTPUT_LIMIT = "output_limit"
+    CANCELLED = "cancelled"
+    SYSTEM_ERROR = "system_error"
+
+    @property
+    def status(self) -> Status:
+        return Status.COMPLETED if self is Verdict.OK else Status.FAILED
+
+
+class SubmitRequest(BaseModel):
+    """The body of POST /submit. Strict: a number where a string belongs is a 400, not a coercion."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
+
+    language: StrictStr | None = Field(None, description="a name from GET /languages; DEFAULT_LANGUAGE if left out")
+    code: StrictStr = Field(description="the program's source code")
+    input: StrictStr = Field("", description="what the program reads on stdin")
+    timeout_seconds: float | None = Field(None, gt=0, strict=False, description="wall-clock limit of the run")
+    memory_mb: int | None = Field(None, gt=0, strict=True, description="memory limit of the run")
+
+
+class Limits(BaseModel):
+    """The limits one submission runs with, after defaults and maxima were applied."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    timeout_seconds: float
+    memory_mb: int
+
+
+class Outcome(BaseModel):
+    """What a finished run produced: the result fields of GET /result, before shaping."""
+
+    verdict: Verdict
+    output: str = ""
+    stderr: str = ""
+    compile_output: str = ""
+    exit_code: int | None = None
+    execution_ms: float | None = None
+    compile_ms: float | None = None
+    memory_kb: int | None = None
+    truncated: bool = False
+    message: str = ""
+
+    @property
+    def status(self) -> Status:
+        return self.verdict.status
+
+    @property
+    def total_ms(self) -> float | None:
+        if self.execution_ms is None and self.compile_ms is None:
+            return None
+        return (self.execution_ms or 0.0) + (self.compile_ms or 0.0)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO-8601 UTC with milliseconds and a Z, as the contract shows times."""
+    if ts is None:
+        return None
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def format_ms(ms: float | None) -> str | None:
+    if ms is None:
+        return None
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    return f"{ms / 1000:.3f} s"
+
+
+class SubmissionView(BaseModel):
+    """A submission as both back ends hand it to the routes."""
+
+    id: str
+    language: str
+    status: Status
+    queued_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    outcome: Outcome | None = None
+    message: str = ""
+
+    def status_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status.value,
+            "queuedAt": iso(self.queued_at),
+            "startedAt": iso(self.started_at),
+            "completedAt": iso(self.completed_at),
+            "executionTime": self.outcome.execution_ms if self.outcome else None,
+        }
+        if self.outcome:
+            body["verdict"] = self.outcome.verdict.value
+        return body
+
+    def result_body(self) -> dict[str, Any]:
+        o = self.outcome
+        body = self.status_body()
+        body.update(
+            {
+                "language": self.language,
+                "output": o.output if o else None,
+                "executionTimeFormatted": format_ms(o.execution_ms) if o else None,
+                "totalTime": o.total_ms if o else None,
+                "totalTimeFormatted": format_ms(o.total_ms) if o else None,
+                "stderr": o.stderr if o else None,
+                "compileOutput": o.compile_output if o else None,
+                "exitCode": o.exit_code if o else None,
+                "verdict": o.verdict.value if o else None,
+                "memoryKb": o.memory_kb if o else None,
+                "truncated": o.truncated if o else False,
+                "message": (o.message if o else "") or self.message,
+            }
+        )
+        return body

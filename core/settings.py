@@ -1,0 +1,105 @@
+"""One settings class for the API, the local back end and the operator, read from the environment.
+
+The seed's unprefixed names (PORT, MAX_WORKERS, QUEUE_SIZE, DEFAULT_LANGUAGE) are kept; everything
+else is MONACO_-prefixed. The README's configuration table lists every field below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from monaco.core.languages import Registry
+
+
+def _env(name: str, *, seed: bool = False) -> Any:
+    names = (name, f"MONACO_{name}") if seed else (f"MONACO_{name}",)
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=False)
+
+    # --- the service
+    backend: Literal["local", "kubernetes"] = Field("local", validation_alias=_env("BACKEND"))
+    host: str = Field("127.0.0.1", validation_alias=_env("HOST"))
+    port: int = Field(8080, ge=1, le=65535, validation_alias=_env("PORT", seed=True))
+    max_workers: int = Field(3, ge=1, le=1024, validation_alias=_env("MAX_WORKERS", seed=True))
+    queue_size: int = Field(100, ge=1, le=1_000_000, validation_alias=_env("QUEUE_SIZE", seed=True))
+    default_language: str = Field("python", validation_alias=_env("DEFAULT_LANGUAGE", seed=True))
+    languages_file: Path | None = Field(None, validation_alias=_env("LANGUAGES_FILE"))
+    max_code_bytes: int = Field(64 * 1024, ge=1, validation_alias=_env("MAX_CODE_BYTES"))
+    max_input_bytes: int = Field(1024 * 1024, ge=0, validation_alias=_env("MAX_INPUT_BYTES"))
+    output_limit_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024, validation_alias=_env("OUTPUT_LIMIT_BYTES"))
+    wait_max_seconds: float = Field(60, ge=0, validation_alias=_env("WAIT_MAX_SECONDS"))
+    cors_origins: str = Field("", validation_alias=_env("CORS_ORIGINS"))
+    log_json: bool = Field(False, validation_alias=_env("LOG_JSON"))
+    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+
+    # --- the embedded local back end
+    data_dir: Path = Field(
+        default_factory=lambda: Path("/var/lib/monaco") if os.geteuid() == 0 else Path.home() / ".local/state/monaco",
+        validation_alias=_env("DATA_DIR"),
+    )
+    db_path: Path | None = Field(None, validation_alias=_env("DB_PATH"))
+    sandbox: Literal["auto", "bwrap", "unshare", "none"] = Field("auto", validation_alias=_env("SANDBOX"))
+    allow_unisolated: bool = Field(False, validation_alias=_env("ALLOW_UNISOLATED"))
+    sandbox_dir: Path | None = Field(None, validation_alias=_env("SANDBOX_DIR"))
+    sandbox_uid_base: int = Field(61000, ge=1000, validation_alias=_env("SANDBOX_UID_BASE"))
+    sandbox_tmp_mb: int = Field(64, ge=1, validation_alias=_env("SANDBOX_TMP_MB"))
+
+    # --- Kubernetes (API back end and operator)
+    namespace: str = Field("monaco-sandbox", validation_alias=_env("NAMESPACE"))
+    job_deadline_slack_seconds: int = Field(15, ge=1, validation_alias=_env("JOB_DEADLINE_SLACK_SECONDS"))
+    start_deadline_seconds: int = Field(120, ge=5, validation_alias=_env("START_DEADLINE_SECONDS"))
+    finished_ttl_seconds: int = Field(86400, ge=60, validation_alias=_env("FINISHED_TTL_SECONDS"))
+    runtime_class_name: str | None = Field(None, validation_alias=_env("RUNTIME_CLASS_NAME"))
+    sandbox_node_selector: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_NODE_SELECTOR"))
+    sandbox_tolerations: list[dict[str, Any]] = Field(default_factory=list, validation_alias=_env("SANDBOX_TOLERATIONS"))
+    sandbox_affinity: dict[str, Any] = Field(default_factory=dict, validation_alias=_env("SANDBOX_AFFINITY"))
+    image_pull_secrets: list[str] = Field(default_factory=list, validation_alias=_env("IMAGE_PULL_SECRETS"))
+    sandbox_run_as_user: int = Field(65534, ge=1, validation_alias=_env("SANDBOX_RUN_AS_USER"))
+    sandbox_work_mb: int = Field(64, ge=1, validation_alias=_env("SANDBOX_WORK_MB"))
+    sandbox_labels: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_LABELS"))
+    sandbox_annotations: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_ANNOTATIONS"))
+    health_port: int = Field(8081, ge=1, le=65535, validation_alias=_env("HEALTH_PORT"))
+
+    @field_validator("sandbox_node_selector", "sandbox_tolerations", "sandbox_affinity", mode="before")
+    @classmethod
+    def _json_or_empty(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else None
+        return value
+
+    @field_validator("image_pull_secrets", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def database(self) -> Path:
+        return self.db_path or self.data_dir / "monaco.db"
+
+    @property
+    def sandboxes(self) -> Path:
+        """Per-run dirs; never under /tmp, which every sandbox covers with a tmpfs of its own."""
+        return self.sandbox_dir or self.data_dir / "sandboxes"
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry.load(self.languages_file)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
