@@ -12,10 +12,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from monaco.core.languages import Registry
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from monaco.core.languages import Registry
 
 
 def _env(name: str, *, seed: bool = False) -> Any:
@@ -36,7 +35,9 @@ class Settings(BaseSettings):
     languages_file: Path | None = Field(None, validation_alias=_env("LANGUAGES_FILE"))
     max_code_bytes: int = Field(64 * 1024, ge=1, validation_alias=_env("MAX_CODE_BYTES"))
     max_input_bytes: int = Field(1024 * 1024, ge=0, validation_alias=_env("MAX_INPUT_BYTES"))
-    output_limit_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024, validation_alias=_env("OUTPUT_LIMIT_BYTES"))
+    output_limit_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, validation_alias=_env("OUTPUT_LIMIT_BYTES")
+    )
     wait_max_seconds: float = Field(60, ge=0, validation_alias=_env("WAIT_MAX_SECONDS"))
     cors_origins: str = Field("", validation_alias=_env("CORS_ORIGINS"))
     log_json: bool = Field(False, validation_alias=_env("LOG_JSON"))
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
         validation_alias=_env("DATA_DIR"),
     )
     db_path: Path | None = Field(None, validation_alias=_env("DB_PATH"))
+    retention_hours: float = Field(168, gt=0, validation_alias=_env("RETENTION_HOURS"))
     sandbox: Literal["auto", "bwrap", "unshare", "none"] = Field("auto", validation_alias=_env("SANDBOX"))
     allow_unisolated: bool = Field(False, validation_alias=_env("ALLOW_UNISOLATED"))
     sandbox_dir: Path | None = Field(None, validation_alias=_env("SANDBOX_DIR"))
@@ -61,7 +63,9 @@ class Settings(BaseSettings):
     finished_ttl_seconds: int = Field(86400, ge=60, validation_alias=_env("FINISHED_TTL_SECONDS"))
     runtime_class_name: str | None = Field(None, validation_alias=_env("RUNTIME_CLASS_NAME"))
     sandbox_node_selector: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_NODE_SELECTOR"))
-    sandbox_tolerations: list[dict[str, Any]] = Field(default_factory=list, validation_alias=_env("SANDBOX_TOLERATIONS"))
+    sandbox_tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, validation_alias=_env("SANDBOX_TOLERATIONS")
+    )
     sandbox_affinity: dict[str, Any] = Field(default_factory=dict, validation_alias=_env("SANDBOX_AFFINITY"))
     image_pull_secrets: list[str] = Field(default_factory=list, validation_alias=_env("IMAGE_PULL_SECRETS"))
     sandbox_run_as_user: int = Field(65534, ge=1, validation_alias=_env("SANDBOX_RUN_AS_USER"))
@@ -89,7 +93,7 @@ class Settings(BaseSettings):
 
     @property
     def database(self) -> Path:
-        return self.db_path or self.data_dir / "monaco.db"
+        return self.db_path or self.data_dir / "db" / "monaco.db"
 
     @property
     def sandboxes(self) -> Path:

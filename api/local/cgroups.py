@@ -58,6 +58,7 @@ class Cgroups:
 
     def __init__(self, root: Path = ROOT) -> None:
         self.v2 = (root / "cgroup.controllers").exists()
+        self.parents: tuple[Path, ...]
         if self.v2:
             self.parents = (root / PARENT,)
         else:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from monaco.core.envelope import EnvelopeError, PhaseResult, parse
 from monaco.core.languages import Language, runner_script
@@ -33,6 +34,7 @@ SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 # A program may scribble into the runner's stdout while it lives; the envelope is always last, so keep
 # only the tail of what the runner printed.
 _KEEP_TAIL = 1 << 20
+_INSIDE = "/tmp/.monaco"  # where a run's source, runner and build dir appear inside its sandbox
 
 # Runs as root inside the new namespaces: private mounts, then drop to the sandbox uid and exec the
 # runner with an empty environment ("$@" is `env -i K=V ... sh runner.sh PHASE`).
@@ -41,10 +43,10 @@ set -e
 m() { mount -t tmpfs -o "size=$1,mode=1777,nosuid,nodev" tmpfs "$2"; }
 m "${SB_TMP_MB}m" /tmp
 for d in /var/tmp /dev/shm /run/lock /dev/mqueue; do [ -d "$d" ] && m 1m "$d"; done
-if [ "$SB_PHASE" = run ]; then
-  mount --bind "$SB_BUILD" "$SB_BUILD"
-  mount -o remount,bind,ro,nosuid,nodev "$SB_BUILD"
-fi
+mkdir -m 0755 /tmp/.monaco /tmp/.monaco/src /tmp/.monaco/build
+b() { mount --bind "$1" "$2"; if [ "$3" = ro ]; then mount -o remount,bind,ro,nosuid,nodev "$2"; fi; }
+b "$SB_BASE/src" /tmp/.monaco/src ro
+b "$SB_BASE/build" /tmp/.monaco/build "$([ "$SB_PHASE" = run ] && echo ro || echo rw)"
 if [ -n "${SB_UID:-}" ]; then
   exec setpriv --reuid="$SB_UID" --regid="$SB_UID" --clear-groups --inh-caps=-all --bounding-set=-all \
     --no-new-privs -- "$@"
@@ -85,8 +87,9 @@ class Sandbox:
                     f"MONACO_SANDBOX_DIR={self.root_dir} is under {hidden}, which every sandbox covers with its "
                     "own tmpfs; choose a directory elsewhere (the default is $MONACO_DATA_DIR/sandboxes)"
                 )
-        self.root_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root_dir, 0o711)
+        # Private to the service: each sandbox sees only its own run, bound in at /tmp/.monaco.
+        self.root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root_dir, 0o700)
         self._runner.write_text(runner_script())
         os.chmod(self._runner, 0o644)
         self.mode = self._choose_mode()
@@ -128,14 +131,16 @@ class Sandbox:
 
     # ---- one submission
     def workspace(self, submission_id: str, code: str, stdin: str, language: Language) -> Path:
-        base = self.root_dir / submission_id
+        base: Path = self.root_dir / submission_id
         shutil.rmtree(base, ignore_errors=True)
         (base / "src").mkdir(parents=True)
         (base / "build").mkdir()
-        os.chmod(base, 0o711)
         os.chmod(base / "src", 0o755)
         (base / "src" / language.source_file).write_text(code)
         (base / "src" / "stdin").write_text(stdin)
+        shutil.copyfile(self._runner, base / "src" / "runner.sh")
+        for f in (base / "src").iterdir():
+            os.chmod(f, 0o644)
         return base
 
     def cleanup(self, base: Path) -> None:
@@ -172,9 +177,9 @@ class Sandbox:
             "TMPDIR": "/tmp",
             "LANG": "C.UTF-8",
             **language.env,
-            "MONACO_SRC_DIR": str(base / "src"),
+            "MONACO_SRC_DIR": str(base / "src") if self.mode == "none" else f"{_INSIDE}/src",
             "MONACO_SOURCE_FILE": language.source_file,
-            "MONACO_BUILD_DIR": str(build),
+            "MONACO_BUILD_DIR": str(build) if self.mode == "none" else f"{_INSIDE}/build",
             "MONACO_WORK_DIR": str(base / "work") if self.mode == "none" else "/tmp/work",
             "MONACO_COMMAND": command,
             "MONACO_TIMEOUT_MS": str(int(timeout * 1000)),
@@ -187,7 +192,8 @@ class Sandbox:
             "MONACO_FSIZE_KB": str(language.compile_limits.output_file_mb * 1024),
             "MONACO_NEEDS_COMPILE": "1" if language.compiles else "0",
         }
-        inner_cmd = ["env", "-i", *(f"{k}={v}" for k, v in runner_env.items()), "/bin/sh", str(self._runner), phase]
+        runner = str(base / "src" / "runner.sh") if self.mode == "none" else f"{_INSIDE}/src/runner.sh"
+        inner_cmd = ["env", "-i", *(f"{k}={v}" for k, v in runner_env.items()), "/bin/sh", runner, phase]
         cg = None
         if self.cgroups is not None:
             cg = await asyncio.to_thread(
@@ -200,7 +206,7 @@ class Sandbox:
             "PATH": SANDBOX_PATH,
             "SB_TMP_MB": str(self.settings.sandbox_tmp_mb),
             "SB_PHASE": phase,
-            "SB_BUILD": str(build),
+            "SB_BASE": str(base),
             "SB_UID": "" if uid is None else str(uid),
             "SB_CGROUPS": " ".join(str(d) for d in cg.dirs) if cg else "",
         }
@@ -249,13 +255,19 @@ class Sandbox:
             return bytes(buf[-_KEEP_TAIL:])
 
         reading = asyncio.gather(tail(proc.stdout), tail(proc.stderr), proc.wait())
-        waiters: list[asyncio.Future[object]] = [reading]  # type: ignore[list-item]
+        waiters: list[asyncio.Future[Any]] = [reading]
         cancelled = None
         if cancel is not None:
             cancelled = asyncio.ensure_future(cancel.wait())
             waiters.append(cancelled)
         try:
-            done, _ = await asyncio.wait(waiters, timeout=hard_timeout, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(waiters, timeout=hard_timeout, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the server is stopping: the sandbox must not outlive it
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                reading.cancel()
+                raise
             if reading in done:
                 out, err, _code = reading.result()
                 return out, err.decode("utf-8", "replace")

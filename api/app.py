@@ -1,0 +1,107 @@
+"""The Starlette application, declared in one place and built from settings."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+from monaco.api import routes
+from monaco.api.backend import Backend
+from monaco.api.metrics import Metrics
+from monaco.api.openapi import build_openapi
+from monaco.core.settings import Settings
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+def _version() -> str:
+    try:
+        return version("monaco")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def make_backend(settings: Settings, metrics: Metrics) -> Backend:
+    if settings.backend == "kubernetes":
+        from monaco.api.kube import KubernetesBackend
+
+        return KubernetesBackend(settings, metrics)
+    from monaco.api.local.backend import LocalBackend
+
+    return LocalBackend(settings, metrics)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, routes.ApiError)
+    response: Response = routes.error_response(exc)
+    return response
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = {
+        404: f"no route {request.url.path}; see /openapi.json",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, exc.detail)
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "internal error; the server log has the details"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Starlette:
+    settings = settings or Settings()
+    settings.registry  # noqa: B018 - a broken languages file fails here, at start-up, not on the first request
+    metrics = Metrics()
+    backend = backend or make_backend(settings, metrics)
+    openapi = build_openapi(_version())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await backend.start()
+        try:
+            yield
+        finally:
+            await backend.stop()
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi)
+
+    middleware = []
+    if settings.cors_origin_list:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origin_list,
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["content-type"],
+            )
+        )
+    app = Starlette(
+        routes=[
+            Route("/submit", routes.submit, methods=["POST"]),
+            Route("/status", routes.status, methods=["GET"]),
+            Route("/result", routes.result, methods=["GET"]),
+            Route("/submissions/{id}", routes.cancel, methods=["DELETE"]),
+            Route("/queue-stats", routes.queue_stats, methods=["GET"]),
+            Route("/languages", routes.languages, methods=["GET"]),
+            Route("/healthz", routes.healthz, methods=["GET"]),
+            Route("/readyz", routes.readyz, methods=["GET"]),
+            Route("/metrics", routes.metrics, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+        ],
+        middleware=middleware,
+        exception_handlers={routes.ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.backend = backend
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,59 @@
+"""What the routes need from a back end; the local and the Kubernetes back ends both provide it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from monaco.core.languages import Language
+from monaco.core.models import Limits, SubmissionView
+
+
+class QueueFull(Exception):
+    def __init__(self, queue_size: int, retry_after: int) -> None:
+        super().__init__(f"the queue is full ({queue_size} submissions waiting); retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(Exception):
+    """The store (SQLite, or the Kubernetes API server) cannot take or give submissions right now."""
+
+
+class NotCancellable(Exception):
+    """The submission has already finished."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue_length: int
+    max_workers: int
+    running_jobs: int
+    submissions: int
+
+
+class Backend(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(self, language: Language, code: str, stdin: str, limits: Limits) -> SubmissionView:
+        """Store the submission durably, then return it; raises QueueFull or StoreUnavailable."""
+        ...
+
+    async def get(self, submission_id: str) -> SubmissionView | None: ...
+
+    async def wait(self, submission_id: str, timeout: float) -> SubmissionView | None:
+        """The submission once finished, or as it is when `timeout` seconds have passed."""
+        ...
+
+    async def cancel(self, submission_id: str) -> SubmissionView | None:
+        """Cancel a queued or running submission; None if unknown, NotCancellable if finished."""
+        ...
+
+    async def stats(self) -> QueueStats: ...
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether the back end can take submissions now, and why not."""
+        ...

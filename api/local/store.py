@@ -1,0 +1,291 @@
+"""SQLite storage of the local back end, with group commit.
+
+Every write goes through one writer thread that owns its own connection: writes that arrive while a
+commit is in flight are committed together in the next transaction, so a burst of submissions costs one
+fsync per batch instead of one each, and a 202 is still only sent after its row is on disk (WAL with
+synchronous=FULL). Reads use a second connection on the event loop's thread; they are index lookups
+that take microseconds and WAL lets them run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from monaco.core.models import Limits, Outcome, Status, SubmissionView, Verdict
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    language        TEXT NOT NULL,
+    code            TEXT NOT NULL,
+    input           TEXT NOT NULL,
+    timeout_seconds REAL NOT NULL,
+    memory_mb       INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    queued_at       TEXT NOT NULL,
+    started_at      TEXT,
+    completed_at    TEXT,
+    outcome         TEXT,
+    message         TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS submissions_status ON submissions(status, seq);
+CREATE INDEX IF NOT EXISTS submissions_completed ON submissions(completed_at);
+"""
+
+Op = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(frozen=True)
+class StoredSubmission:
+    view: SubmissionView
+    code: str
+    input: str
+    limits: Limits
+    attempts: int
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _row_to_view(row: sqlite3.Row) -> SubmissionView:
+    outcome = Outcome.model_validate_json(row["outcome"]) if row["outcome"] else None
+    queued = _ts(row["queued_at"])
+    assert queued is not None
+    return SubmissionView(
+        id=row["id"],
+        language=row["language"],
+        status=Status(row["status"]),
+        queued_at=queued,
+        started_at=_ts(row["started_at"]),
+        completed_at=_ts(row["completed_at"]),
+        outcome=outcome,
+        message=row["message"],
+    )
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._ops: queue.Queue[tuple[Op, asyncio.Future[Any], asyncio.AbstractEventLoop] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
+        self.failure: str | None = None
+
+    # ---- lifecycle
+    def open(self) -> None:
+        # The sandboxes run as other uids on this machine: nothing of the store is theirs to read. SQLite
+        # gives its -wal and -shm files the mode of the database file, so creating that 0600 covers all.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        writer = self._connect()
+        writer.executescript(_SCHEMA)
+        writer.commit()
+        self._reader = self._connect()
+        self._thread = threading.Thread(target=self._write_loop, args=(writer,), name="monaco-store", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._ops.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @property
+    def healthy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self.failure is None
+
+    # ---- the writer
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._ops.get()
+                if first is None:
+                    return
+                batch = [first]
+                while True:
+                    try:
+                        nxt = self._ops.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self._ops.put(None)
+                        break
+                    batch.append(nxt)
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(
+        self, conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any], asyncio.AbstractEventLoop]]
+    ) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, _fut, _loop in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((op(conn), None))
+                    conn.execute("RELEASE op")
+                except sqlite3.IntegrityError as exc:  # this op's fault only: the others still commit
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((None, exc))
+            conn.execute("COMMIT")
+            self.failure = None
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self.failure = f"SQLite at {self.path}: {exc}"
+            results = [(None, exc)] * len(batch)
+        for (_op, fut, loop), (value, error) in zip(batch, results, strict=True):
+            loop.call_soon_threadsafe(_settle, fut, value, error)
+
+    async def write(self, op: Op) -> Any:
+        if not self.healthy and self._thread is None:
+            raise sqlite3.OperationalError("the store is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._ops.put((op, fut, loop))
+        return await fut
+
+    # ---- operations
+    async def insert(self, view: SubmissionView, code: str, stdin: str, limits: Limits) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO submissions (id, language, code, input, timeout_seconds, memory_mb, status, queued_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    view.id,
+                    view.language,
+                    code,
+                    stdin,
+                    limits.timeout_seconds,
+                    limits.memory_mb,
+                    view.status.value,
+                    view.queued_at.isoformat(),
+                ),
+            )
+
+        await self.write(op)
+
+    async def mark_running(self, submission_id: str, started_at: datetime) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE submissions SET status = ?, started_at = ?, attempts = attempts + 1 WHERE id = ?",
+                (Status.RUNNING.value, started_at.isoformat(), submission_id),
+            )
+
+        await self.write(op)
+
+    async def finish(self, view: SubmissionView) -> bool:
+        """Record the end of a submission, once: a second finish of the same id changes nothing."""
+        assert view.outcome is not None and view.completed_at is not None
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE submissions SET status = ?, completed_at = ?, outcome = ?, message = ?, started_at = ?"
+                " WHERE id = ? AND status NOT IN ('completed', 'failed')",
+                (
+                    view.status.value,
+                    view.completed_at.isoformat(),
+                    view.outcome.model_dump_json(),
+                    view.message,
+                    view.started_at.isoformat() if view.started_at else None,
+                    view.id,
+                ),
+            )
+            return cur.rowcount == 1
+
+        return bool(await self.write(op))
+
+    async def recover(self, max_attempts: int) -> tuple[list[StoredSubmission], int]:
+        """After a restart: runs that were interrupted are queued again, or fail after `max_attempts`.
+
+        Returns the submissions to queue, oldest first, and how many were given up on.
+        """
+
+        def op(conn: sqlite3.Connection) -> int:
+            outcome = Outcome(
+                verdict=Verdict.SYSTEM_ERROR,
+                message=f"the server stopped while this submission ran, {max_attempts} times; not retried again",
+            )
+            now = datetime.now().astimezone().isoformat()
+            cur = conn.execute(
+                "UPDATE submissions SET status = 'failed', completed_at = ?, outcome = ?, message = ?"
+                " WHERE status = 'running' AND attempts >= ?",
+                (now, outcome.model_dump_json(), outcome.message, max_attempts),
+            )
+            conn.execute("UPDATE submissions SET status = 'queued' WHERE status IN ('running', 'pending')")
+            return cur.rowcount
+
+        given_up = int(await self.write(op))
+        rows = self.reader.execute("SELECT * FROM submissions WHERE status = 'queued' ORDER BY seq").fetchall()
+        return [self._stored(row) for row in rows], given_up
+
+    async def prune(self, before: datetime) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM submissions WHERE completed_at IS NOT NULL AND completed_at < ?", (before.isoformat(),)
+            )
+            return cur.rowcount
+
+        return int(await self.write(op))
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise sqlite3.OperationalError("the store is closed")
+        return self._reader
+
+    def _stored(self, row: sqlite3.Row) -> StoredSubmission:
+        return StoredSubmission(
+            view=_row_to_view(row),
+            code=row["code"],
+            input=row["input"],
+            limits=Limits(timeout_seconds=row["timeout_seconds"], memory_mb=row["memory_mb"]),
+            attempts=row["attempts"],
+        )
+
+    def get(self, submission_id: str) -> SubmissionView | None:
+        row = self.reader.execute(
+            "SELECT id, language, status, queued_at, started_at, completed_at, outcome, message"
+            " FROM submissions WHERE id = ?",
+            (submission_id,),
+        ).fetchone()
+        return _row_to_view(row) if row else None
+
+    def count(self) -> int:
+        return int(self.reader.execute("SELECT COUNT(*) FROM submissions").fetchone()[0])
+
+
+def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(value)

@@ -1,0 +1,45 @@
+"""Prometheus metrics, one registry per app so that tests can build many apps."""
+
+from __future__ import annotations
+
+from monaco.core.models import SubmissionView
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.submitted = Counter(
+            "monaco_submissions_received_total", "Submissions accepted", ["language"], registry=self.registry
+        )
+        self.finished = Counter(
+            "monaco_submissions_total",
+            "Submissions finished, by language and verdict",
+            ["language", "verdict"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "monaco_submissions_rejected_total", "Submissions refused, by reason", ["reason"], registry=self.registry
+        )
+        self.queue_length = Gauge("monaco_queue_length", "Submissions waiting to run", registry=self.registry)
+        self.running = Gauge("monaco_running_jobs", "Submissions running now", registry=self.registry)
+        self.execution = Histogram(
+            "monaco_execution_seconds",
+            "Wall time of the program's run, measured in the sandbox",
+            ["language"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_finished(self, view: SubmissionView) -> None:
+        o = view.outcome
+        if o is None:
+            return
+        self.finished.labels(view.language, o.verdict.value).inc()
+        if o.execution_ms is not None:
+            self.execution.labels(view.language).observe(o.execution_ms / 1000)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,164 @@
+"""The OpenAPI document served at /openapi.json (written out, so it says exactly what the routes do)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monaco.core.models import Status, SubmitRequest, Verdict
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _id_param() -> dict[str, Any]:
+    return {
+        "name": "id",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 128},
+        "description": "the id returned by POST /submit",
+    }
+
+
+def json_of(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def build_openapi(version: str) -> dict[str, Any]:
+    submit_schema = SubmitRequest.model_json_schema(by_alias=True)
+    submit_schema.pop("title", None)
+    status_props: dict[str, Any] = {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": [s.value for s in Status]},
+        "queuedAt": {"type": "string", "format": "date-time"},
+        "startedAt": {"type": "string", "format": "date-time", "nullable": True},
+        "completedAt": {"type": "string", "format": "date-time", "nullable": True},
+        "executionTime": {"type": "number", "nullable": True, "description": "milliseconds, measured in the sandbox"},
+        "verdict": {"type": "string", "enum": [v.value for v in Verdict]},
+    }
+    result_props = {
+        **status_props,
+        "language": {"type": "string"},
+        "output": {"type": "string", "nullable": True},
+        "executionTimeFormatted": {"type": "string", "nullable": True},
+        "totalTime": {"type": "number", "nullable": True, "description": "compile + run, milliseconds"},
+        "totalTimeFormatted": {"type": "string", "nullable": True},
+        "stderr": {"type": "string", "nullable": True},
+        "compileOutput": {"type": "string", "nullable": True},
+        "exitCode": {"type": "integer", "nullable": True},
+        "memoryKb": {"type": "integer", "nullable": True},
+        "truncated": {"type": "boolean"},
+        "message": {"type": "string"},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Monaco",
+            "version": version,
+            "description": "Run untrusted programs (Python, Java, C, C++ and more) and read their results.",
+        },
+        "paths": {
+            "/submit": {
+                "post": {
+                    "summary": "Queue a program to run",
+                    "parameters": [
+                        {
+                            "name": "wait",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "number", "minimum": 0},
+                            "description": "answer with the result if it is ready within this many seconds",
+                        }
+                    ],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": submit_schema}}},
+                    "responses": {
+                        "200": {"description": "finished within `wait`", "content": json_of("Result")},
+                        "202": {"description": "stored and queued", "content": json_of("Accepted")},
+                        "400": _error("bad request: malformed JSON, wrong types, empty code, unknown language, limits"),
+                        "413": _error("code or input over the size limit"),
+                        "429": _error("the queue is full; see Retry-After"),
+                        "503": _error("the store is unreachable"),
+                    },
+                }
+            },
+            "/status": {
+                "get": {
+                    "summary": "A submission's status",
+                    "parameters": [_id_param()],
+                    "responses": {
+                        "200": {"description": "the status", "content": json_of("Status")},
+                        "400": _error("no id"),
+                        "404": _error("unknown id"),
+                    },
+                }
+            },
+            "/result": {
+                "get": {
+                    "summary": "A submission's result",
+                    "parameters": [_id_param()],
+                    "responses": {
+                        "200": {"description": "the result so far", "content": json_of("Result")},
+                        "400": _error("no id"),
+                        "404": _error("unknown id"),
+                    },
+                }
+            },
+            "/submissions/{id}": {
+                "delete": {
+                    "summary": "Cancel a queued or running submission",
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "cancelled", "content": json_of("Status")},
+                        "404": _error("unknown id"),
+                        "409": _error("already finished"),
+                    },
+                }
+            },
+            "/queue-stats": {
+                "get": {
+                    "summary": "Queue length, workers, running jobs",
+                    "responses": {"200": {"description": "stats", "content": json_of("QueueStats")}},
+                }
+            },
+            "/languages": {
+                "get": {
+                    "summary": "Installed languages, versions and limits",
+                    "responses": {"200": {"description": "the registry"}},
+                }
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                }
+            },
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "metrics"}}}},
+        },
+        "components": {
+            "schemas": {
+                "Accepted": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+                "Status": {"type": "object", "required": ["id", "status", "queuedAt"], "properties": status_props},
+                "Result": {"type": "object", "required": ["id", "status", "language"], "properties": result_props},
+                "QueueStats": {
+                    "type": "object",
+                    "properties": {
+                        "queue_stats": {
+                            "type": "object",
+                            "properties": {
+                                "queue_length": {"type": "integer"},
+                                "max_workers": {"type": "integer"},
+                                "running_jobs": {"type": "integer"},
+                            },
+                        },
+                        "submissions": {"type": "integer"},
+                    },
+                },
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            }
+        },
+    }

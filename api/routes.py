@@ -1,0 +1,206 @@
+"""The HTTP routes: parse, call the back end once, shape the response."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from monaco.api.backend import Backend, NotCancellable, QueueFull, StoreUnavailable
+from monaco.api.metrics import Metrics
+from monaco.core.models import Limits, SubmissionView, SubmitRequest
+from monaco.core.settings import Settings
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+_BODY_SLACK = 16 * 1024  # JSON quoting and the other fields around code and input
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+        self.extra = extra
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse({"error": exc.message, **exc.extra}, status_code=exc.status, headers=exc.headers)
+
+
+def _state(request: Request) -> tuple[Settings, Backend, Metrics]:
+    s = request.app.state
+    return s.settings, s.backend, s.metrics
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the request body is {declared} bytes; the limit is {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"the request body is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        if err["type"] == "missing":
+            parts.append(f"'{field}' is required")
+        elif err["type"].endswith("_type") or err["type"].startswith(("string_", "int_", "float_")):
+            parts.append(f"'{field}': {err['msg'].lower()}")
+        else:
+            parts.append(f"'{field}': {err['msg']}")
+    return "; ".join(parts)
+
+
+def _wait_seconds(request: Request, settings: Settings) -> float | None:
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return None
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ApiError(400, f"'wait' must be a number of seconds, not {raw!r}") from None
+    if not math.isfinite(wait) or wait < 0 or wait > settings.wait_max_seconds:
+        raise ApiError(400, f"'wait' must be between 0 and {settings.wait_max_seconds:g} seconds")
+    return wait
+
+
+async def submit(request: Request) -> Response:
+    settings, backend, metrics = _state(request)
+    wait = _wait_seconds(request, settings)
+    raw = await _read_body(request, settings.max_code_bytes + settings.max_input_bytes + _BODY_SLACK)
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, 'the body must be a JSON object such as {"language": "python", "code": "print(1)"}')
+    try:
+        req = SubmitRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, _validation_message(exc)) from None
+    if not req.code.strip():
+        raise ApiError(400, "'code' is empty; send the program's source code")
+    code_bytes, input_bytes = len(req.code.encode()), len(req.input.encode())
+    if code_bytes > settings.max_code_bytes:
+        raise ApiError(413, f"'code' is {code_bytes} bytes; the limit is {settings.max_code_bytes} bytes")
+    if input_bytes > settings.max_input_bytes:
+        raise ApiError(413, f"'input' is {input_bytes} bytes; the limit is {settings.max_input_bytes} bytes")
+    if "\x00" in req.code:
+        raise ApiError(400, "'code' contains a NUL character")
+    name = req.language if req.language is not None else settings.default_language
+    language = settings.registry.get(name)
+    if language is None:
+        known = ", ".join(settings.registry.names)
+        raise ApiError(400, f"unknown language {name!r}; choose one of: {known}", languages=settings.registry.names)
+    lim = language.limits
+    timeout = req.timeout_seconds if req.timeout_seconds is not None else lim.timeout_seconds
+    memory = req.memory_mb if req.memory_mb is not None else lim.memory_mb
+    if timeout > lim.timeout_ceiling:
+        raise ApiError(400, f"'timeoutSeconds' is {timeout:g}; the maximum for {name} is {lim.timeout_ceiling:g}")
+    if memory > lim.memory_ceiling:
+        raise ApiError(400, f"'memoryMb' is {memory}; the maximum for {name} is {lim.memory_ceiling}")
+    if memory < 16:
+        raise ApiError(400, f"'memoryMb' is {memory}; the minimum is 16")
+    try:
+        view = await backend.submit(language, req.code, req.input, Limits(timeout_seconds=timeout, memory_mb=memory))
+    except QueueFull as exc:
+        metrics.rejected.labels("queue_full").inc()
+        raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    except StoreUnavailable as exc:
+        metrics.rejected.labels("store_unavailable").inc()
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    metrics.submitted.labels(language.name).inc()
+    if wait:
+        done = await backend.wait(view.id, wait)
+        if done is not None and done.status.finished:
+            return JSONResponse(done.result_body(), status_code=200)
+    return JSONResponse({"id": view.id}, status_code=202)
+
+
+async def _lookup(request: Request) -> SubmissionView:
+    _settings, backend, _metrics = _state(request)
+    submission_id = request.query_params.get("id") or request.path_params.get("id")
+    if not submission_id:
+        raise ApiError(400, "the 'id' query parameter is required, e.g. /status?id=<id from POST /submit>")
+    if len(submission_id) > 128:
+        raise ApiError(400, "'id' is too long to be a submission id")
+    try:
+        view = await backend.get(submission_id)
+    except StoreUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
+    if view is None:
+        raise ApiError(404, f"no submission with id {submission_id!r}")
+    return view
+
+
+async def status(request: Request) -> Response:
+    return JSONResponse((await _lookup(request)).status_body())
+
+
+async def result(request: Request) -> Response:
+    return JSONResponse((await _lookup(request)).result_body())
+
+
+async def cancel(request: Request) -> Response:
+    _settings, backend, _metrics = _state(request)
+    submission_id = request.path_params["id"]
+    try:
+        view = await backend.cancel(submission_id)
+    except NotCancellable as exc:
+        raise ApiError(409, str(exc)) from None
+    except StoreUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
+    if view is None:
+        raise ApiError(404, f"no submission with id {submission_id!r}")
+    return JSONResponse(view.status_body())
+
+
+async def queue_stats(request: Request) -> Response:
+    _settings, backend, _metrics = _state(request)
+    stats = await backend.stats()
+    return JSONResponse(
+        {
+            "queue_stats": {
+                "queue_length": stats.queue_length,
+                "max_workers": stats.max_workers,
+                "running_jobs": stats.running_jobs,
+            },
+            "submissions": stats.submissions,
+        }
+    )
+
+
+async def languages(request: Request) -> Response:
+    settings, _backend, _metrics = _state(request)
+    return JSONResponse(
+        {"default": settings.default_language, "languages": [lang.public() for lang in settings.registry]}
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    _settings, backend, _metrics = _state(request)
+    ok, why = backend.ready()
+    return JSONResponse({"status": "ready" if ok else "not ready", "reason": why}, status_code=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    _settings, backend, m = _state(request)
+    stats = await backend.stats()
+    m.queue_length.set(stats.queue_length)
+    m.running.set(stats.running_jobs)
+    return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
