@@ -1,6 +1,41 @@
-.PHONY: help
+# Monaco. `make run` starts the service on the embedded local back end; `make test` runs the tests.
+# Both work on a fresh machine: they create .venv with the system's real Python (not a pyenv shim)
+# and install what they need.
+SYS_PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup run test lint unit bench
 help:
-	@echo "targets: cluster-up cluster-down e2e-cluster-test"
+	@echo "make run    - start Monaco on the embedded local back end (http://127.0.0.1:8080)"
+	@echo "make test   - lint, type-check and run the unit and integration tests (tests/)"
+	@echo "make e2e    - bring up a local Kubernetes cluster (or use KUBECONFIG), install, run e2e/"
+	@echo "make bench  - print the benchmark tables (bench/)"
+	@echo "also: cluster-up cluster-down e2e-cluster-test"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(SYS_PYTHON) -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && $(SYS_PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/monaco serve
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy core api operator
+
+unit: setup
+	$(PY) -m pytest tests
+
+test: lint unit
+
+bench: setup
+	$(PY) bench/run.py
 
 # ---- local e2e cluster (e2e/cluster/, owner: cluster harness) --------------------------
 # cluster-up: a real single-node Kubernetes inside netns monaco-e2e (builds are cached under
