@@ -12,9 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from monaco.core.languages import Registry
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from monaco.core.languages import Registry
 
 
 def _env(name: str, *, seed: bool = False) -> Any:

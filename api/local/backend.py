@@ -90,6 +90,7 @@ class LocalBackend:
                 await task
         self._workers = []
         await asyncio.to_thread(self.store.close)
+        self.sandbox.close()
 
     def ready(self) -> tuple[bool, str]:
         if not self._started:
@@ -231,10 +232,14 @@ class LocalBackend:
         final = view.model_copy(
             update={"status": outcome.status, "completed_at": utcnow(), "outcome": outcome, "message": outcome.message}
         )
-        await self.store.finish(final)
+        # Settled in memory before the write's await, so that a worker picking this job up meanwhile sees it
+        # finished; the store's own guard makes the write happen once.
         job.view = final
-        self._active.pop(view.id, None)
-        job.done.set()
+        try:
+            await self.store.finish(final)
+        finally:
+            self._active.pop(view.id, None)
+            job.done.set()
         self.metrics.observe_finished(final)
 
     async def _prune_forever(self) -> None:

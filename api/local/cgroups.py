@@ -8,6 +8,7 @@ Without them (not root, or no writable cgroup file system) the sandbox falls bac
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -56,30 +57,52 @@ class RunCgroup:
 class Cgroups:
     """Creates one cgroup per sandboxed phase under monaco/ in the memory and pids hierarchies."""
 
-    def __init__(self, root: Path = ROOT) -> None:
+    def __init__(self, owner: str, root: Path = ROOT) -> None:
+        # One parent per service instance (by data dir), so two services on one machine never touch
+        # each other's sandboxes.
+        name = f"{PARENT}-{hashlib.sha256(owner.encode()).hexdigest()[:12]}"
         self.v2 = (root / "cgroup.controllers").exists()
         self.parents: tuple[Path, ...]
         if self.v2:
-            self.parents = (root / PARENT,)
+            self.parents = (root / name,)
         else:
-            self.parents = (root / "memory" / PARENT, root / "pids" / PARENT)
+            self.parents = (root / "memory" / name, root / "pids" / name)
 
     @classmethod
-    def detect(cls) -> Cgroups | None:
+    def detect(cls, owner: str) -> Cgroups | None:
         if os.geteuid() != 0:
             return None
-        cg = cls()
+        cg = cls(owner)
         try:
             for p in cg.parents:
                 p.mkdir(exist_ok=True)
             if cg.v2:
                 (ROOT / "cgroup.subtree_control").write_text("+memory +pids")
                 (cg.parents[0] / "cgroup.subtree_control").write_text("+memory +pids")
+            cg.reap_stale()
             probe = cg.create("probe", memory_bytes=64 << 20, pids=8)
             probe.remove()
         except OSError:
             return None
         return cg
+
+    def reap_stale(self) -> int:
+        """Kill what a previous, crashed server left running and remove its cgroups; returns how many."""
+        removed = 0
+        for parent in self.parents:
+            for d in [p for p in parent.iterdir() if p.is_dir()]:
+                with contextlib.suppress(OSError, ValueError):
+                    for pid in (d / "cgroup.procs").read_text().split():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(pid), 9)
+                RunCgroup((d,), d, self.v2).remove()
+                removed += 1
+        return removed
+
+    def close(self) -> None:
+        for parent in self.parents:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
     def create(self, name: str, *, memory_bytes: int, pids: int) -> RunCgroup:
         dirs = tuple(p / name for p in self.parents)

@@ -93,8 +93,11 @@ class Sandbox:
         self._runner.write_text(runner_script())
         os.chmod(self._runner, 0o644)
         self.mode = self._choose_mode()
+        for stale in self.root_dir.iterdir():  # nothing runs yet: whatever is here was left by a crash
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
         if self.mode == "unshare-root":
-            self.cgroups = Cgroups.detect()
+            self.cgroups = Cgroups.detect(str(self.root_dir.resolve()))
         log.info(
             "sandbox ready",
             extra={"mode": self.mode, "cgroups": bool(self.cgroups), "dir": str(self.root_dir)},
@@ -128,6 +131,10 @@ class Sandbox:
             "(run as root, or enable unprivileged user namespaces). Set MONACO_ALLOW_UNISOLATED=true only "
             "for a throwaway development machine."
         )
+
+    def close(self) -> None:
+        if self.cgroups is not None:
+            self.cgroups.close()
 
     # ---- one submission
     def workspace(self, submission_id: str, code: str, stdin: str, language: Language) -> Path:

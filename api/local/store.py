@@ -195,7 +195,8 @@ class Store:
     async def mark_running(self, submission_id: str, started_at: datetime) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE submissions SET status = ?, started_at = ?, attempts = attempts + 1 WHERE id = ?",
+                "UPDATE submissions SET status = ?, started_at = ?, attempts = attempts + 1"
+                " WHERE id = ? AND status IN ('pending', 'queued')",
                 (Status.RUNNING.value, started_at.isoformat(), submission_id),
             )
 

@@ -1,0 +1,139 @@
+"""Restart durability: a real `monaco serve` process is killed with work queued and running."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(data_dir: Path, port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MONACO_", "PORT", "MAX_WORKERS"))}
+    environ.update({"MONACO_DATA_DIR": str(data_dir), "PORT": str(port), **env})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monaco.core.cli", "serve"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path("/var/lib/monaco-test") / uuid.uuid4().hex
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_work_queued_and_running_survives_a_restart(data_dir: Path, how: signal.Signals) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    long_run = {"code": "import time\ntime.sleep(1.5)\nprint('long')", "timeoutSeconds": 10}
+    with server(data_dir, port, MAX_WORKERS="1") as proc:
+        running = httpx.post(f"{base}/submit", json=long_run).json()["id"]
+        queued = [httpx.post(f"{base}/submit", json={"code": f"print({i})"}).json()["id"] for i in range(5)]
+        _wait_until(
+            lambda: httpx.get(f"{base}/status", params={"id": running}).json()["status"] == "running", 10, "running"
+        )
+        assert httpx.get(f"{base}/queue-stats").json()["queue_stats"]["queue_length"] == 5
+        proc.send_signal(how)
+        proc.wait(15)
+
+    db = data_dir / "db" / "monaco.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        states = dict(conn.execute("SELECT id, status FROM submissions").fetchall())
+    assert states[running] == "running"
+    assert all(states[q] == "queued" for q in queued)
+
+    with server(data_dir, port, MAX_WORKERS="1"):
+        ids = [running, *queued]
+
+        def all_done() -> bool:
+            return all(
+                httpx.get(f"{base}/status", params={"id": i}).json()["status"] in ("completed", "failed") for i in ids
+            )
+
+        _wait_until(all_done, 60, "every submission to finish after the restart")
+        results = {i: httpx.get(f"{base}/result", params={"id": i}).json() for i in ids}
+        assert results[running]["output"] == "long\n" and results[running]["verdict"] == "ok"
+        assert [results[q]["output"] for q in queued] == [f"{i}\n" for i in range(5)]
+        assert httpx.get(f"{base}/queue-stats").json()["submissions"] == 6
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        attempts = dict(conn.execute("SELECT id, attempts FROM submissions").fetchall())
+    # the interrupted one ran twice (once cut short), every other exactly once
+    assert attempts[running] == 2
+    assert all(attempts[q] == 1 for q in queued)
+
+
+def test_a_run_interrupted_twice_ends_as_system_error(data_dir: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    sid = ""
+    for _ in range(2):
+        with server(data_dir, port, MAX_WORKERS="1") as proc:
+            if not sid:
+                sid = httpx.post(
+                    f"{base}/submit", json={"code": "import time; time.sleep(20)", "timeoutSeconds": 30}
+                ).json()["id"]
+            _wait_until(
+                lambda sid=sid: httpx.get(f"{base}/status", params={"id": sid}).json()["status"] == "running",
+                10,
+                "running",
+            )
+            proc.kill()
+            proc.wait(10)
+    with server(data_dir, port, MAX_WORKERS="1"):
+        result = httpx.get(f"{base}/result", params={"id": sid}).json()
+        assert result["status"] == "failed" and result["verdict"] == "system_error"
+        assert "stopped while this submission ran" in result["message"]
