@@ -6,11 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 
-from monaco.api import routes
-from monaco.api.backend import Backend
-from monaco.api.metrics import Metrics
-from monaco.api.openapi import build_openapi
-from monaco.core.settings import Settings
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -18,6 +13,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from monaco.api import routes
+from monaco.api.backend import Backend
+from monaco.api.metrics import Metrics
+from monaco.api.openapi import build_openapi
+from monaco.core.settings import Settings
 
 
 def _version() -> str:

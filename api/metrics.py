@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from monaco.core.models import SubmissionView
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from monaco.core.models import SubmissionView
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 

@@ -6,13 +6,14 @@ import json
 import math
 from typing import Any
 
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from monaco.api.backend import Backend, NotCancellable, QueueFull, StoreUnavailable
 from monaco.api.metrics import Metrics
 from monaco.core.models import Limits, SubmissionView, SubmitRequest
 from monaco.core.settings import Settings
-from pydantic import ValidationError
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 _BODY_SLACK = 16 * 1024  # JSON quoting and the other fields around code and input
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uvicorn
+
 from monaco.api.app import create_app
 from monaco.core.logs import configure
 from monaco.core.settings import Settings
