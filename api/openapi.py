@@ -28,7 +28,23 @@ def json_of(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
+def _nullable(node: Any) -> Any:
+    """OpenAPI 3.1 (JSON Schema 2020-12, what pydantic emits) spells `nullable` as a type list."""
+    if isinstance(node, dict):
+        node = {k: _nullable(v) for k, v in node.items()}
+        if node.pop("nullable", False) and isinstance(node.get("type"), str):
+            node["type"] = [node["type"], "null"]
+        return node
+    if isinstance(node, list):
+        return [_nullable(v) for v in node]
+    return node
+
+
 def build_openapi(version: str) -> dict[str, Any]:
+    return dict(_nullable(_build(version)))
+
+
+def _build(version: str) -> dict[str, Any]:
     submit_schema = SubmitRequest.model_json_schema(by_alias=True)
     submit_schema.pop("title", None)
     status_props: dict[str, Any] = {
@@ -55,7 +71,7 @@ def build_openapi(version: str) -> dict[str, Any]:
         "message": {"type": "string"},
     }
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "Monaco",
             "version": version,
