@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -148,7 +149,8 @@ class KubernetesBackend:
         self._api: Any = client.CustomObjectsApi(self._client)  # its custom-object calls return plain dicts
         self._lock = threading.Lock()  # guards everything below; the watch thread and the loop share it
         self._views: dict[str, SubmissionView] = {}
-        self._unconfirmed: set[str] = set()  # created here, not yet seen by the watch
+        self._counts: Counter[Status] = Counter()  # of the views above, kept as they change
+        self._unconfirmed: dict[str, float] = {}  # created here, not yet seen by the watch: name -> when
         self._tombstones: dict[str, float] = {}  # name -> monotonic time it is forgotten
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._creating = 0
@@ -196,7 +198,7 @@ class KubernetesBackend:
         if not self._synced.is_set():
             raise StoreUnavailable(f"the Kubernetes back end is not ready: {self.ready()[1]}")
         with self._lock:
-            waiting = self._waiting() + self._creating
+            waiting = self._counts[Status.PENDING] + self._counts[Status.QUEUED] + self._creating
             if waiting >= self._settings.queue_size:
                 raise QueueFull(self._settings.queue_size, self._retry_after(waiting))
             self._creating += 1  # so that concurrent submits count each other
@@ -223,8 +225,8 @@ class KubernetesBackend:
             self._creating -= 1
             if name in self._views:  # the watch was faster
                 return self._views[name]
-            self._views[name] = view
-            self._unconfirmed.add(name)
+            self._set(name, view)
+            self._unconfirmed[name] = time.monotonic()
         return view
 
     async def get(self, submission_id: str) -> SubmissionView | None:
@@ -270,12 +272,8 @@ class KubernetesBackend:
     async def stats(self) -> QueueStats:
         with self._lock:
             self._prune()
-            waiting = self._waiting()
-            running = sum(1 for v in self._views.values() if v.status is Status.RUNNING)
-            total = len(self._views)
-        self._metrics.queue_length.set(waiting)
-        self._metrics.running.set(running)
-        return QueueStats(waiting, self._settings.max_workers, running, total)
+            waiting = self._counts[Status.PENDING] + self._counts[Status.QUEUED]
+            return QueueStats(waiting, self._settings.max_workers, self._counts[Status.RUNNING], len(self._views))
 
     # ---- writes to the API server (in a worker thread)
     def _create(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -318,8 +316,16 @@ class KubernetesBackend:
             raise _unavailable(exc) from exc
 
     # ---- the cache (callers hold the lock)
-    def _waiting(self) -> int:
-        return sum(1 for v in self._views.values() if v.status in (Status.PENDING, Status.QUEUED))
+    def _set(self, name: str, view: SubmissionView | None) -> None:
+        """The one place the cache changes, so that the counts and the gauges follow it."""
+        before = self._views.pop(name, None)
+        if before is not None:
+            self._counts[before.status] -= 1
+        if view is not None:
+            self._views[name] = view
+            self._counts[view.status] += 1
+        self._metrics.queue_length.set(self._counts[Status.PENDING] + self._counts[Status.QUEUED])
+        self._metrics.running.set(self._counts[Status.RUNNING])
 
     def _retry_after(self, waiting: int) -> int:
         workers: int = self._settings.max_workers
@@ -327,7 +333,7 @@ class KubernetesBackend:
 
     def _put(self, name: str, view: SubmissionView) -> None:
         before = self._views.get(name)
-        self._views[name] = view
+        self._set(name, view)
         if view.status.finished and (before is None or not before.status.finished):
             if view.started_at and view.completed_at:
                 spent = (view.completed_at - view.started_at).total_seconds()
@@ -348,7 +354,7 @@ class KubernetesBackend:
                 }
             )
         self._put(name, view)
-        self._unconfirmed.discard(name)
+        self._unconfirmed.pop(name, None)
         self._tombstones[name] = time.monotonic() + TOMBSTONE_SECONDS
 
     def _gone(self, name: str, last: SubmissionView) -> None:
@@ -357,18 +363,18 @@ class KubernetesBackend:
         if not last.status.finished or (last.outcome and last.outcome.verdict is Verdict.CANCELLED):
             self._bury(name, last)
         else:
-            self._views.pop(name, None)  # finished and cleaned up after its TTL
+            self._set(name, None)  # finished and cleaned up after its TTL
 
     def _prune(self) -> None:
         now = time.monotonic()
         for name in [n for n, until in self._tombstones.items() if until <= now]:
             del self._tombstones[name]
-            self._views.pop(name, None)
+            self._set(name, None)
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
         name, view, deleting = _read(obj)
         with self._lock:
-            self._unconfirmed.discard(name)
+            self._unconfirmed.pop(name, None)
             if kind == "DELETED":
                 self._gone(name, view)
             elif name in self._tombstones:
@@ -380,14 +386,17 @@ class KubernetesBackend:
             self._prune()
         self._wake(name)
 
-    def _replace(self, listed: dict[str, tuple[SubmissionView, bool]]) -> None:
-        """Take a fresh list as the truth, and read what vanished meanwhile as DELETED events would."""
+    def _replace(self, listed: dict[str, tuple[SubmissionView, bool]], began: float) -> None:
+        """Take a fresh list as the truth, and read what vanished meanwhile as DELETED events would.
+
+        A submission created here after the list began may be missing from it and still exist."""
         with self._lock:
             for name, last in list(self._views.items()):
-                if name not in listed and name not in self._unconfirmed:
+                if name not in listed and self._unconfirmed.get(name, 0.0) < began:
+                    self._unconfirmed.pop(name, None)
                     self._gone(name, last)
             for name, (view, deleting) in listed.items():
-                self._unconfirmed.discard(name)
+                self._unconfirmed.pop(name, None)
                 if name in self._tombstones:
                     continue
                 if deleting and not view.status.finished:
@@ -437,6 +446,7 @@ class KubernetesBackend:
     def _relist(self) -> str:
         listed: dict[str, tuple[SubmissionView, bool]] = {}
         token: str | None = None
+        began = time.monotonic()
         while True:
             page = self._api.list_namespaced_custom_object(
                 GROUP, VERSION, self._settings.namespace, PLURAL,
@@ -448,7 +458,7 @@ class KubernetesBackend:
             meta = page.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
-                self._replace(listed)
+                self._replace(listed, began)
                 return str(meta.get("resourceVersion", ""))
 
     def _watch_from(self, version: str) -> str:

@@ -67,6 +67,7 @@ class FakeApiServer:
         self.failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self.hold_posts = threading.Event()  # set: store the create, then never answer it
         self.release = threading.Event()
+        self.silent_creates = False  # True: creates reach no watch, as if their events were compacted
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -196,7 +197,11 @@ class FakeApiServer:
                     meta = body["metadata"]
                     meta.update(namespace=NS, uid=meta["name"], creationTimestamp=_now_seconds())
                     fake.objects[meta["name"]] = body
-                    fake._event("ADDED", body)
+                    if fake.silent_creates:
+                        fake.rv += 1
+                        meta["resourceVersion"] = str(fake.rv)
+                    else:
+                        fake._event("ADDED", body)
                     answer = copy.deepcopy(body)
                 if fake.hold_posts.is_set():
                     fake.release.wait(30)
@@ -525,6 +530,29 @@ async def test_cancel_deletes_the_resource_and_keeps_a_tombstone(fake: FakeApiSe
         assert await backend.cancel("no-such-submission") is None
 
 
+async def test_a_cancel_the_api_server_cannot_take_is_store_unavailable(fake: FakeApiServer) -> None:
+    async with started(fake) as backend:
+        sid = await python(backend)
+        fake.fail_next("DELETE", 503, _status_body(503, "ServiceUnavailable", "etcd is down"))
+        with pytest.raises(StoreUnavailable, match="unreachable: 503"):
+            await backend.cancel(sid)
+        view = await backend.get(sid)
+        assert view is not None and view.status is Status.PENDING and sid in fake.objects
+
+
+async def test_the_gauges_follow_the_cache(fake: FakeApiServer) -> None:
+    fake.add("a", {"phase": "queued"})
+    fake.add("b", {"phase": "running"})
+    async with started(fake) as backend:
+        registry = backend._metrics.registry
+        assert registry.get_sample_value("monaco_queue_length") == 1
+        assert registry.get_sample_value("monaco_running_jobs") == 1
+        fake.set_status("a", phase="running")
+        await caught_up(backend, fake)
+        assert registry.get_sample_value("monaco_queue_length") == 0
+        assert registry.get_sample_value("monaco_running_jobs") == 2
+
+
 async def test_deletions_seen_by_the_watch(fake: FakeApiServer) -> None:
     """What another replica's cancel, a finalizer and the TTL cleanup look like from here."""
     fake.add("running", {"phase": "running"})
@@ -569,6 +597,16 @@ async def test_410_gone_makes_it_list_again(fake: FakeApiServer) -> None:
 
         await caught_up(backend, fake)  # and it watches again from the new list
         assert fake.count("GET", watch=False) == 2
+
+        # Created here, then deleted behind the watch's back before it ever saw it: the next list
+        # proves it gone, so it cannot sit in the queue for ever.
+        fake.silent_creates = True
+        sid = await python(backend)
+        assert sid in backend._unconfirmed
+        fake.compact(lambda: fake.objects.pop(sid))
+        await eventually(lambda: fake.count("GET", watch=False) == 3, "a third list")
+        await eventually(lambda: _status(backend, sid, Status.FAILED), "the vanished submission to end")
+        assert (await backend.stats()).queue_length == 0
 
 
 async def test_an_unreadable_status_does_not_stop_the_watch(fake: FakeApiServer) -> None:
