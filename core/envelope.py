@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from monaco.core.models import Outcome, Verdict
 
 VERSION = "v1"
-_BEGIN = re.compile(rb"^#MONACO-ENVELOPE v1 BEGIN ([0-9a-f]{24})$", re.M)
+_BEGIN = re.compile(rb"^#MONACO-ENVELOPE v1 BEGIN ([0-9a-f-]{36})$", re.M)
 _MEMORY_SIGNS = ("MemoryError", "std::bad_alloc", "java.lang.OutOfMemoryError", "Cannot allocate memory")
 SIGKILL, SIGXCPU, SIGXFSZ = 9, 24, 25
 

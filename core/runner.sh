@@ -28,26 +28,37 @@
 set -u
 PATH=${PATH:-/usr/local/bin:/usr/bin:/bin}
 phase=${1:-run}
-nonce=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+# Everything below avoids forks where a builtin will do: each one is a millisecond of every run.
+read -r nonce </proc/sys/kernel/random/uuid
 timeout_ms=${MONACO_TIMEOUT_MS:-10000}
 out_limit=${MONACO_OUTPUT_LIMIT:-65536}
-caps=$(mktemp -d "${TMPDIR:-/tmp}/.monaco-runner.XXXXXX") || caps=""
+out="${TMPDIR:-/tmp}/.monaco-$nonce.out"
+err="${TMPDIR:-/tmp}/.monaco-$nonce.err"
 status=""
 wall_ns=0
 timed_out=0
 error=""
+memory_kb=""
+out_bytes=0
+err_bytes=0
 
-encode() { # first $out_limit bytes of a file, base64 on one line
-	if [ -n "$caps" ] && [ -f "$1" ]; then head -c "$out_limit" "$1" | base64 | tr -d '\n'; fi
+encode() { # the first $out_limit bytes of a file, base64 on one line
+	if [ "$2" -gt "$out_limit" ]; then
+		head -c "$out_limit" "$1" | base64 -w0
+	elif [ "$2" -gt 0 ]; then
+		base64 -w0 "$1"
+	fi
 }
-size_of() {
-	if [ -n "$caps" ] && [ -f "$1" ]; then wc -c <"$1" | tr -d ' '; else echo 0; fi
-}
-memory_kb() {
+measure() {
+	if [ -f "$out" ] && [ -f "$err" ]; then
+		# shellcheck disable=SC2046 # word splitting is the point
+		set -- $(wc -c "$out" "$err")
+		out_bytes=$1 err_bytes=$3
+	fi
 	[ "${MONACO_CGROUP_MEMORY:-0}" = 1 ] || return 0
 	for f in /sys/fs/cgroup/memory.peak /sys/fs/cgroup/memory/memory.max_usage_in_bytes; do
-		if [ -r "$f" ]; then
-			read -r bytes <"$f" && echo $((bytes / 1024))
+		if [ -r "$f" ] && read -r bytes <"$f"; then
+			memory_kb=$((bytes / 1024))
 			return 0
 		fi
 	done
@@ -59,20 +70,16 @@ reap() { # kill everything the program left behind
 	fi
 }
 emit() {
+	measure
 	printf '\n#MONACO-ENVELOPE v1 BEGIN %s\n' "$nonce"
-	printf 'phase=%s\n' "$phase"
-	printf 'exit=%s\n' "$status"
-	printf 'wall_ns=%s\n' "$wall_ns"
-	printf 'timed_out=%s\n' "$timed_out"
-	printf 'timeout_ms=%s\n' "$timeout_ms"
-	printf 'output_limit=%s\n' "$out_limit"
-	printf 'memory_kb=%s\n' "$(memory_kb)"
-	printf 'stdout_bytes=%s\n' "$(size_of "$caps/stdout")"
-	printf 'stderr_bytes=%s\n' "$(size_of "$caps/stderr")"
-	printf 'error=%s\n' "$error"
-	printf 'stdout=%s\n' "$(encode "$caps/stdout")"
-	printf 'stderr=%s\n' "$(encode "$caps/stderr")"
-	printf '#MONACO-ENVELOPE v1 END %s\n' "$nonce"
+	printf 'phase=%s\nexit=%s\nwall_ns=%s\ntimed_out=%s\n' "$phase" "$status" "$wall_ns" "$timed_out"
+	printf 'timeout_ms=%s\noutput_limit=%s\nmemory_kb=%s\n' "$timeout_ms" "$out_limit" "$memory_kb"
+	printf 'stdout_bytes=%s\nstderr_bytes=%s\nerror=%s\n' "$out_bytes" "$err_bytes" "$error"
+	printf 'stdout='
+	encode "$out" "$out_bytes"
+	printf '\nstderr='
+	encode "$err" "$err_bytes"
+	printf '\n#MONACO-ENVELOPE v1 END %s\n' "$nonce"
 }
 fail() { # the runner itself could not do its job: report it, never the program's fault
 	error=$1
@@ -80,7 +87,6 @@ fail() { # the runner itself could not do its job: report it, never the program'
 	exit 0
 }
 
-[ -n "$caps" ] || fail "cannot create a capture directory in ${TMPDIR:-/tmp}"
 for v in MONACO_SRC_DIR MONACO_SOURCE_FILE MONACO_BUILD_DIR MONACO_WORK_DIR MONACO_COMMAND; do
 	eval "[ -n \"\${$v:-}\" ]" || fail "runner misconfigured: $v is not set"
 done
@@ -104,36 +110,28 @@ run)
 	;;
 *) fail "unknown phase '$phase' (expected compile or run)" ;;
 esac
-mkdir -p "$dir" 2>/dev/null
+[ -d "$dir" ] || mkdir -p "$dir" 2>/dev/null
 cp "$src" "$dir/" 2>/dev/null || fail "cannot copy the source into $dir"
 cd "$dir" || fail "cannot enter $dir"
+: >"$out" && : >"$err" || fail "cannot create capture files in ${TMPDIR:-/tmp}"
 
 secs=$((timeout_ms / 1000)).$(printf '%03d' $((timeout_ms % 1000)))
-cpu_s=$(((timeout_ms + 999) / 1000 + 1))
+# The limits are set on the runner itself (no subshell to fork): nothing it does afterwards comes near
+# them, and every process the program starts inherits them.
+ulimit -c 0
+ulimit -t $(((timeout_ms + 999) / 1000 + 1))
+ulimit -f $((fsize_kb * 2)) # dash counts -f in 512-byte blocks
+[ "${MONACO_AS_KB:-0}" -gt 0 ] && ulimit -v "$MONACO_AS_KB"
+[ "${MONACO_NOFILE:-0}" -gt 0 ] && ulimit -n "$MONACO_NOFILE"
+[ "${MONACO_NPROC:-0}" -gt 0 ] && ulimit -p "$MONACO_NPROC"
 start=$(date +%s%N)
-(
-	ulimit -c 0
-	ulimit -t "$cpu_s"
-	# dash counts -f in 512-byte blocks
-	ulimit -f $((fsize_kb * 2))
-	[ "${MONACO_AS_KB:-0}" -gt 0 ] && ulimit -v "$MONACO_AS_KB"
-	[ "${MONACO_NOFILE:-0}" -gt 0 ] && ulimit -n "$MONACO_NOFILE"
-	[ "${MONACO_NPROC:-0}" -gt 0 ] && ulimit -p "$MONACO_NPROC"
-	if [ "$phase" = compile ]; then
-		exec sh -c "$MONACO_COMMAND" <"$stdin" >"$caps/stdout" 2>&1
-	fi
-	exec sh -c "$MONACO_COMMAND" <"$stdin" >"$caps/stdout" 2>"$caps/stderr"
-) &
-pid=$!
-(
-	sleep "$secs"
-	kill -KILL "$pid" 2>/dev/null
-) &
-timer=$!
-wait "$pid"
+if [ "$phase" = compile ]; then
+	timeout -s KILL "$secs" sh -c "$MONACO_COMMAND" <"$stdin" >"$out" 2>&1
+else
+	timeout -s KILL "$secs" sh -c "$MONACO_COMMAND" <"$stdin" >"$out" 2>"$err"
+fi
 status=$?
 end=$(date +%s%N)
-kill -KILL "$timer" 2>/dev/null
 wall_ns=$((end - start))
 if [ "$status" -ge 128 ] && [ "$wall_ns" -ge $((timeout_ms * 1000000)) ]; then
 	timed_out=1
@@ -143,5 +141,5 @@ if [ "$phase" = compile ] && [ "$status" = 0 ] && [ "$timed_out" = 0 ]; then
 	: >"$MONACO_BUILD_DIR/.monaco-compiled"
 fi
 emit
-rm -rf "$caps" 2>/dev/null
+[ "$$" = 1 ] || rm -f "$out" "$err"
 exit 0
