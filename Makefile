@@ -54,3 +54,21 @@ e2e-venv:
 e2e-cluster-test: e2e-venv
 	bash e2e/cluster/run-in-cluster.sh $(E2E_PYTHON) -m pytest -v e2e/test_cluster.py
 # ---- end of local e2e cluster block ------------------------------------------------------
+
+# ---- Helm chart (helm/monaco/, owner: chart) ---------------------------------------------
+# helm-lint: helm lint --strict and helm template for the default, all-on and local value sets
+# helm-readme: regenerate helm/monaco/README.md from values.yaml
+# helm-test: the chart's tests (skip without a helm binary: $HELM, PATH or the e2e cache)
+HELM ?= $(shell command -v helm 2>/dev/null || ls -1d $${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}/helm-*/bin/helm 2>/dev/null | sort -r | head -n 1)
+.PHONY: helm-lint helm-readme helm-test
+helm-lint:
+	@test -n "$(HELM)" || { echo "no helm binary: set HELM= or run e2e/cluster/build.sh helm" >&2; exit 1; }
+	@for f in "" helm/values-all-on.yaml helm/values-local.yaml; do \
+	  $(HELM) lint --strict helm/monaco $${f:+-f $$f} && \
+	  $(HELM) template monaco helm/monaco -n monaco $${f:+-f $$f} >/dev/null && echo "helm template ok: $${f:-defaults}" || exit 1; \
+	done
+helm-readme: setup
+	$(PY) helm/monaco/gen-readme.py
+helm-test: setup
+	HELM="$(HELM)" $(PY) -m pytest -q tests/test_helm_chart.py
+# ---- end of Helm chart block -------------------------------------------------------------
