@@ -1,0 +1,1 @@
+"""The kopf operator of CodeSubmission resources: admission, sandbox Jobs, results, cleanup."""

@@ -1,0 +1,169 @@
+"""The queue: new submissions become `queued`; FIFO admission keeps at most MAX_WORKERS sandboxes at once.
+
+The count of sandboxes comes from the cluster (kopf indexes of submissions, Jobs and pods, rebuilt by
+a full listing on every start), plus the submissions this process admitted whose Job the indexes have
+not shown yet. A slot is held by a submission while any of these is true:
+  - a sandbox pod of it has not ended (it uses a node's CPU and memory);
+  - a sandbox Job of it exists and has not finished (it may create a pod any moment);
+  - it is `running` (its Job may be on the way, or lost: the periodic check ends those);
+  - this process admitted it moments ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from monaco.core.models import Status, utcnow
+from monaco.core.resource import SUBMITTED_AT_ANNOTATION
+from monaco.core.settings import Settings
+from monaco.operator import builders, names, results
+from monaco.operator.cleanup import finish
+from monaco.operator.cluster import Cluster, status_ops
+from monaco.operator.state import IndexLike, JobRecord, PodRecord, SubmissionRecord, parse_time
+from monaco.operator.submission import SpecError, from_body
+
+log = logging.getLogger("monaco.operator")
+# How long an admission of this process counts on its own before the indexes must show it.
+INFLIGHT_GRACE = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Indexes:
+    submissions: IndexLike[SubmissionRecord]
+    jobs: IndexLike[JobRecord]
+    pods: IndexLike[PodRecord]
+
+    def submission(self, key: str) -> SubmissionRecord | None:
+        values = self.submissions.get(key)
+        return next(iter(values), None) if values else None
+
+
+def occupied(ix: Indexes, inflight: Iterable[str] = ()) -> set[str]:
+    """The keys of the submissions that hold a sandbox slot now."""
+    keys = set(inflight)
+    for key, pods in ix.pods.items():
+        if any(not p.terminal for p in pods):
+            keys.add(key)
+    for key, jobs in ix.jobs.items():
+        if any(not j.finished for j in jobs):
+            keys.add(key)
+    for key, subs in ix.submissions.items():
+        if any(s.phase == Status.RUNNING for s in subs):
+            keys.add(key)
+    return keys
+
+
+def waiting(ix: Indexes) -> list[SubmissionRecord]:
+    """Queued submissions in FIFO order."""
+    subs = [s for values in ix.submissions.values() for s in values]
+    return sorted((s for s in subs if s.phase == Status.QUEUED and not s.deleting), key=lambda s: s.order)
+
+
+def plan(ix: Indexes, max_workers: int, inflight: Iterable[str] = ()) -> list[SubmissionRecord]:
+    """Which queued submissions to admit now, in order.
+
+    One that already holds a slot (its Job exists: the operator died between creating it and writing
+    `running`) is admitted without taking another; the rest take the free slots first come, first served.
+    """
+    held = occupied(ix, inflight)
+    inflight = set(inflight)
+    free = max_workers - len(held)
+    chosen = []
+    for sub in waiting(ix):
+        if sub.key in inflight:
+            continue
+        if sub.key in held:
+            chosen.append(sub)
+        elif free > 0:
+            chosen.append(sub)
+            free -= 1
+    return chosen
+
+
+class Admission:
+    def __init__(self, settings: Settings, cluster: Cluster, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.clock = clock
+        self.inflight: dict[str, datetime] = {}
+        self.woken = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    def forget(self, key: str) -> None:
+        self.inflight.pop(key, None)
+
+    def prune(self, ix: Indexes) -> None:
+        """Drop admissions the indexes show by now (a Job, or the submission past `queued`)."""
+        now = self.clock()
+        for key, since in list(self.inflight.items()):
+            sub = ix.submission(key)
+            shown = bool(ix.jobs.get(key)) or (sub is not None and sub.phase not in (Status.QUEUED, Status.PENDING))
+            if shown or now - since > INFLIGHT_GRACE:
+                del self.inflight[key]
+
+    async def queue(self, body: dict[str, Any]) -> bool:
+        """pending -> queued, once: the write is conditional on the resourceVersion the caller saw."""
+        meta = body.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        queued_at = parse_time(annotations.get(SUBMITTED_AT_ANNOTATION)) or self.clock()
+        ops = status_ops(results.queued_status(queued_at).wire(), resource_version=str(meta.get("resourceVersion")),
+                         whole=True)
+        return bool(await self.cluster.patch_status(str(meta.get("name")), ops))
+
+    async def admit_next(self, ix: Indexes) -> list[str]:
+        """Admit what fits; returns the names admitted."""
+        async with self._lock:
+            self.prune(ix)
+            admitted = []
+            for sub in plan(ix, self.settings.max_workers, self.inflight):
+                if await self.admit(sub):
+                    admitted.append(sub.name)
+            return admitted
+
+    async def admit(self, sub: SubmissionRecord) -> bool:
+        """Create the ConfigMap, NetworkPolicy and Job of one submission, then mark it `running`."""
+        body = await self.cluster.get_submission(sub.name)
+        if body is None:
+            return False
+        meta = body.get("metadata") or {}
+        if meta.get("uid") != sub.uid or meta.get("deletionTimestamp"):
+            return False
+        phase = (body.get("status") or {}).get("phase")
+        if phase != Status.QUEUED:
+            return False
+        try:
+            submission = from_body(body, self.settings.registry)
+        except SpecError as exc:
+            await finish(self.cluster, sub.name, Status.QUEUED, results.system_error(str(exc)), self.clock())
+            return False
+        self.inflight[sub.key] = self.clock()
+        try:
+            await self.cluster.create_configmap(builders.build_configmap(submission, self.settings))
+            await self.cluster.create_network_policy(builders.build_network_policy(submission, self.settings))
+            existing = await self.cluster.create_job(builders.build_job(submission, self.settings))
+        except Exception:
+            self.inflight.pop(sub.key, None)
+            log.exception("could not create the sandbox of %s; will retry", sub.name)
+            return False
+        if existing is not None:
+            owners = (existing.get("metadata") or {}).get("ownerReferences") or []
+            if not any(o.get("uid") == sub.uid for o in owners):
+                # A Job of an earlier submission of the same name, on its way out: wait for it to go.
+                self.inflight.pop(sub.key, None)
+                log.info("the Job of an earlier %s still exists; admission waits for it to be deleted", sub.name)
+                return False
+        job_name = names.child_name(sub.name)
+        ops = status_ops(results.running_status(self.clock(), job_name).wire(), phase=Status.QUEUED)
+        if not await self.cluster.patch_status(sub.name, ops):
+            log.info("%s changed while being admitted; its Job stays (it is owned, so it goes with it)", sub.name)
+        log.info("admitted %s as Job %s", sub.name, job_name)
+        return True
+

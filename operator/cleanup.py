@@ -1,0 +1,67 @@
+"""The end of a submission: its result written exactly once, its children removed, and later itself."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from monaco.core.models import Outcome, Status
+from monaco.operator import results
+from monaco.operator.cluster import Cluster, status_ops
+from monaco.operator.state import SubmissionRecord
+
+log = logging.getLogger("monaco.operator")
+FINISHED = (Status.COMPLETED.value, Status.FAILED.value)
+
+
+async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now: datetime) -> bool:
+    """Write the result if the submission is still in `phase` (or moved on to running), then tear down.
+
+    The write tests the phase first, so when two paths race to finish one submission (the pod ended,
+    the Job vanished, a restart), one of them wins and the other changes nothing. True if this call
+    wrote the result.
+    """
+    fields = results.finished_status(outcome, now).wire()
+    seen = phase
+    for _ in range(3):
+        if await cluster.patch_status(name, status_ops(fields, phase=seen)):
+            log.info("%s finished: %s %s", name, outcome.verdict.value, outcome.message)
+            await teardown(cluster, name)
+            return True
+        body = await cluster.get_submission(name)
+        if body is None:
+            return False
+        current = str((body.get("status") or {}).get("phase") or "")
+        if current in FINISHED:
+            await teardown(cluster, name)
+            return False
+        seen = current  # queued -> running meanwhile, or a transient failure: try again
+    log.warning("could not write the result of %s; the periodic check will retry", name)
+    return False
+
+
+async def teardown(cluster: Cluster, name: str) -> None:
+    """Delete the Job (and with it the pod), the ConfigMap and the NetworkPolicy of a submission."""
+    try:
+        await cluster.delete_children(name)
+    except Exception:
+        log.exception("could not delete the children of %s; they go with it at its TTL", name)
+
+
+def expired(subs: Iterable[SubmissionRecord], now: datetime, ttl_seconds: int) -> list[SubmissionRecord]:
+    """Finished submissions older than the TTL."""
+    ttl = timedelta(seconds=ttl_seconds)
+    return [s for s in subs if s.finished and not s.deleting and now - (s.completed or s.created) >= ttl]
+
+
+async def sweep(cluster: Cluster, subs: Iterable[SubmissionRecord], now: datetime, ttl_seconds: int) -> int:
+    """Delete expired submissions (their children go with them by owner references)."""
+    count = 0
+    for sub in expired(subs, now, ttl_seconds):
+        try:
+            await cluster.delete_submission(sub.name, sub.uid)
+            count += 1
+        except Exception:
+            log.exception("could not delete the expired submission %s", sub.name)
+    return count

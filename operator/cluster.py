@@ -1,0 +1,167 @@
+"""The operator's few Kubernetes API calls, each safe to repeat (409 on create and 404 on delete are fine).
+
+Status writes are compare-and-set: a JSON patch that first tests the phase (or the resourceVersion)
+the caller saw, so two writers can never both finish one submission, whatever crashed in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from monaco.core import resource as r
+from monaco.operator import names
+
+log = logging.getLogger("monaco.operator")
+JSON_PATCH = "application/json-patch+json"
+_CONFLICTS = (409, 422)
+
+
+def api_client() -> client.ApiClient:
+    """In a pod, the service account; elsewhere KUBECONFIG."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
+
+
+def _status(exc: BaseException) -> int | None:
+    return exc.status if isinstance(exc, ApiException) else None
+
+
+def status_ops(fields: dict[str, Any], *, phase: str | None = None, resource_version: str | None = None,
+               whole: bool = False) -> list[dict[str, Any]]:
+    """A JSON patch that writes `fields` into .status only if the object is still as the caller saw it."""
+    ops: list[dict[str, Any]] = []
+    if resource_version is not None:
+        ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": resource_version})
+    if phase is not None:
+        ops.append({"op": "test", "path": "/status/phase", "value": phase})
+    if whole:
+        ops.append({"op": "add", "path": "/status", "value": fields})
+    else:
+        ops += [{"op": "add", "path": f"/status/{k}", "value": v} for k, v in fields.items()]
+    return ops
+
+
+class Cluster:
+    def __init__(self, namespace: str, api: client.ApiClient | None = None) -> None:
+        self.namespace = namespace
+        self._api = api or api_client()
+        self.core = client.CoreV1Api(self._api)
+        self.batch = client.BatchV1Api(self._api)
+        self.networking = client.NetworkingV1Api(self._api)
+        self.custom = client.CustomObjectsApi(self._api)
+
+    # ---- submissions
+    async def get_submission(self, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object, r.GROUP, r.VERSION, self.namespace, r.PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj if isinstance(obj, dict) else None
+
+    async def patch_status(self, name: str, ops: list[dict[str, Any]]) -> bool:
+        """Apply a compare-and-set status patch; False when the object changed (or is gone) meanwhile."""
+        try:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object_status,
+                r.GROUP, r.VERSION, self.namespace, r.PLURAL, name, ops, _content_type=JSON_PATCH,
+            )
+        except ApiException as exc:
+            if exc.status == 404 or exc.status in _CONFLICTS:
+                return False
+            raise
+        return True
+
+    async def delete_submission(self, name: str, uid: str) -> None:
+        body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        await self._ignore_missing(
+            self.custom.delete_namespaced_custom_object, r.GROUP, r.VERSION, self.namespace, r.PLURAL, name,
+            body=body,
+        )
+
+    # ---- children
+    async def create_configmap(self, body: dict[str, Any]) -> None:
+        await self._create(self.core.create_namespaced_config_map, body)
+
+    async def create_network_policy(self, body: dict[str, Any]) -> None:
+        await self._create(self.networking.create_namespaced_network_policy, body)
+
+    async def create_job(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Create the Job; None if it was created now, the existing Job's body if it existed already."""
+        if await self._create(self.batch.create_namespaced_job, body):
+            return None
+        return await self.get_job(body["metadata"]["name"]) or {}
+
+    async def get_job(self, name: str) -> dict[str, Any] | None:
+        try:
+            job = await asyncio.to_thread(self.batch.read_namespaced_job, name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = self._api.sanitize_for_serialization(job)  # type: ignore[no-untyped-call]
+        return data if isinstance(data, dict) else {}
+
+    async def delete_children(self, name: str) -> None:
+        """ConfigMap and NetworkPolicy first: while the Job exists, a retry knows there is work left."""
+        child = names.child_name(name)
+        await self._ignore_missing(self.core.delete_namespaced_config_map, child, self.namespace)
+        await self._ignore_missing(self.networking.delete_namespaced_network_policy, child, self.namespace)
+        await self._ignore_missing(
+            self.batch.delete_namespaced_job, child, self.namespace, propagation_policy="Background"
+        )
+
+    async def read_log(self, pod: str, container: str, tail_lines: int, limit_bytes: int) -> bytes | None:
+        """The last lines of a container's log, bounded; None when there is none to read."""
+        try:
+            resp = await asyncio.to_thread(
+                self.core.read_namespaced_pod_log, pod, self.namespace, container=container,
+                tail_lines=tail_lines, limit_bytes=limit_bytes, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status in (400, 404):
+                return None
+            raise
+        return _bytes(resp)
+
+    # ---- helpers
+    async def _create(self, create: Any, body: dict[str, Any]) -> bool:
+        try:
+            await asyncio.to_thread(create, self.namespace, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def _ignore_missing(self, call: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            await asyncio.to_thread(call, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def _bytes(resp: Any) -> bytes:
+    if isinstance(resp, bytes):
+        return resp
+    if isinstance(resp, str):
+        return resp.encode()
+    data = getattr(resp, "data", b"")
+    release = getattr(resp, "release_conn", None)
+    if callable(release):
+        release()
+    return data if isinstance(data, bytes) else str(data).encode()
+

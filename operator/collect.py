@@ -1,0 +1,150 @@
+"""Results: react to sandbox pods and Jobs, and check periodically that nothing stays running forever."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from monaco.core.models import Outcome, Status, Verdict, utcnow
+from monaco.core.settings import Settings
+from monaco.operator import results
+from monaco.operator.admission import Admission, Indexes
+from monaco.operator.cleanup import finish, teardown
+from monaco.operator.cluster import Cluster
+from monaco.operator.names import child_name
+from monaco.operator.state import PodRecord, SubmissionRecord, first, job_record, pod_record
+
+log = logging.getLogger("monaco.operator")
+# A running submission whose Job is missing this long (and confirmed gone) lost its Job to someone else.
+LOST_GRACE = timedelta(seconds=5)
+# Beyond the Job's own deadline and the start deadline: the last resort that ends anything.
+GIVE_UP_SLACK = timedelta(seconds=60)
+
+
+class Collector:
+    def __init__(self, settings: Settings, cluster: Cluster, admission: Admission,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.admission = admission
+        self.clock = clock
+        self.busy: set[str] = set()  # submissions being finished by this process now
+        self.torn_down: set[str] = set()
+
+    async def _read_log(self, pod: str, container: str) -> bytes | None:
+        limit = self.settings.output_limit_bytes
+        data: bytes | None = await self.cluster.read_log(
+            pod, container, results.log_tail_lines(limit), results.log_limit_bytes(limit)
+        )
+        return data
+
+    async def _finish(self, sub: SubmissionRecord, outcome: Outcome | None = None,
+                      pod: PodRecord | None = None, ix: Indexes | None = None) -> bool:
+        """Finish one submission with `outcome`, or with what its ended `pod` tells; once at a time."""
+        if sub.key in self.busy:
+            return False
+        self.busy.add(sub.key)
+        try:
+            if outcome is None:
+                assert pod is not None and ix is not None
+                try:
+                    outcome = await results.collect(pod, first(ix.jobs, sub.key), self.clock(), self._read_log)
+                except Exception:
+                    log.exception("could not read the result of %s; the periodic check will retry", sub.name)
+                    return False
+            return bool(await finish(self.cluster, sub.name, sub.phase, outcome, self.clock()))
+        finally:
+            self.busy.discard(sub.key)
+            self.admission.wake()
+
+    async def _collect(self, sub: SubmissionRecord, pod: PodRecord, ix: Indexes) -> bool:
+        return await self._finish(sub, pod=pod, ix=ix)
+
+    async def finished_children(self, sub: SubmissionRecord, ix: Indexes) -> None:
+        """A finished submission whose Job is still there (the operator died before deleting it)."""
+        if sub.key in self.torn_down or not ix.jobs.get(sub.key):
+            return
+        self.torn_down.add(sub.key)
+        await teardown(self.cluster, sub.name)
+
+    # ---- events
+    async def on_pod(self, body: dict[str, Any], ix: Indexes) -> None:
+        self.admission.wake()
+        pod = pod_record(body)
+        sub = ix.submission(pod.key)
+        if sub is None or sub.deleting or sub.phase not in (Status.QUEUED, Status.RUNNING):
+            if sub is not None and sub.finished:
+                await self.finished_children(sub, ix)
+            return
+        if pod.terminal:
+            await self._collect(sub, pod, ix)
+            return
+        failure = results.start_failure(pod, self.clock(), self.settings.start_deadline_seconds)
+        if failure is not None:
+            await self._finish(sub, failure)
+
+    async def on_job(self, body: dict[str, Any], ix: Indexes) -> None:
+        self.admission.wake()
+        job = job_record(body)
+        sub = ix.submission(job.key)
+        if sub is None or sub.deleting:
+            return
+        if sub.finished:
+            await self.finished_children(sub, ix)
+            return
+        pods = ix.pods.get(job.key) or ()
+        if job.failed_reason == "DeadlineExceeded" and not any(p.terminal for p in pods):
+            await self._finish(sub, Outcome(verdict=Verdict.TIMEOUT,
+                                            message="the sandbox ran longer than its deadline and was stopped"))
+
+    # ---- the periodic check
+    async def check(self, ix: Indexes) -> None:
+        """End what events alone cannot: start deadlines, lost Jobs, missed results, the last resort."""
+        now = self.clock()
+        for values in list(ix.submissions.values()):
+            for sub in list(values):
+                if sub.deleting or sub.key in self.busy:
+                    continue
+                if sub.finished:
+                    await self.finished_children(sub, ix)
+                elif sub.phase == Status.RUNNING and sub.key not in self.admission.inflight:
+                    try:
+                        await self._check_running(sub, ix, now)
+                    except Exception:
+                        log.exception("checking %s failed", sub.name)
+
+    async def _check_running(self, sub: SubmissionRecord, ix: Indexes, now: datetime) -> None:
+        job = first(ix.jobs, sub.key)
+        pods = list(ix.pods.get(sub.key) or ())
+        started = sub.started or sub.created
+        ended = [p for p in pods if p.terminal]
+        if ended:  # an ended pod whose result was not written (an error on the way): try again
+            await self._collect(sub, ended[0], ix)
+            return
+        for pod in pods:
+            failure = results.start_failure(pod, now, self.settings.start_deadline_seconds)
+            if failure is not None:
+                await self._finish(sub, failure)
+                return
+        age = now - started
+        if job is None and not pods and age > LOST_GRACE:
+            if await self.cluster.get_job(child_name(sub.name)) is None:
+                await self._finish(sub, results.system_error(
+                    "the sandbox Job was deleted before the program finished"))
+            return
+        start_deadline = timedelta(seconds=self.settings.start_deadline_seconds)
+        if job is not None and not pods and age > start_deadline:
+            if job.failed_reason == "DeadlineExceeded":
+                await self._finish(sub, Outcome(verdict=Verdict.TIMEOUT,
+                                                message="the sandbox ran longer than its deadline and was stopped"))
+            else:
+                await self._finish(sub, results.system_error(
+                    f"the sandbox pod was not created within {self.settings.start_deadline_seconds} s "
+                    f"(see the events of Job {job.name})"))
+            return
+        deadline = timedelta(seconds=(job.deadline_seconds if job and job.deadline_seconds else 0))
+        if age > deadline + start_deadline + GIVE_UP_SLACK:
+            await self._finish(sub, results.system_error("the sandbox never finished; the operator gave up on it"))
+

@@ -1,0 +1,175 @@
+"""The kopf handlers of the operator: a thin registry; each handler calls one module that does the work.
+
+One active operator at a time: run a single replica with the Recreate strategy (kopf runs standalone,
+without peering CRDs). A second replica would not double-run anything (every child has a deterministic
+name and every status write is compare-and-set), but it could admit more than MAX_WORKERS at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import kopf
+
+from monaco.core import resource as r
+from monaco.core.models import Status, utcnow
+from monaco.core.settings import Settings
+from monaco.operator import names, state
+from monaco.operator.admission import Admission, Indexes
+from monaco.operator.cleanup import sweep
+from monaco.operator.cluster import Cluster
+from monaco.operator.collect import Collector
+
+log = logging.getLogger("monaco.operator")
+CRS = (f"{r.GROUP}/{r.VERSION}", r.PLURAL)
+JOBS = ("batch/v1", "jobs")
+PODS = ("v1", "pods")
+TICK_SECONDS = 1.0  # the safety timer: admission and checks run at least this often
+SWEEP_EVERY = timedelta(seconds=60)
+MEMO_KEY = "monaco"
+
+
+@dataclass
+class Context:
+    """What the handlers share, kept in kopf's memo."""
+
+    settings: Settings
+    cluster: Cluster
+    admission: Admission
+    collector: Collector
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def create(cls, settings: Settings, cluster: Cluster) -> Context:
+        admission = Admission(settings, cluster)
+        return cls(settings, cluster, admission, Collector(settings, cluster, admission))
+
+
+def _ctx(memo: Any) -> Context:
+    ctx = memo[MEMO_KEY]
+    assert isinstance(ctx, Context)
+    return ctx
+
+
+def _ix(kwargs: dict[str, Any]) -> Indexes:
+    return Indexes(kwargs["submissions_index"], kwargs["jobs_index"], kwargs["pods_index"])
+
+
+# ---- indexes: the cluster's state, rebuilt from a full listing on every start
+@kopf.index(*CRS)
+def submissions_index(body: kopf.Body, **_: Any) -> dict[str, state.SubmissionRecord]:
+    rec = state.submission_record(body)
+    return {rec.key: rec}
+
+
+@kopf.index(*JOBS, labels=names.SANDBOX_SELECTOR)
+def jobs_index(body: kopf.Body, **_: Any) -> dict[str, state.JobRecord]:
+    rec = state.job_record(body)
+    return {rec.key: rec}
+
+
+@kopf.index(*PODS, labels=names.SANDBOX_SELECTOR)
+def pods_index(body: kopf.Body, **_: Any) -> dict[str, state.PodRecord]:
+    rec = state.pod_record(body)
+    return {rec.key: rec}
+
+
+# ---- events
+@kopf.on.event(*CRS)
+async def submission_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    ctx = _ctx(memo)
+    ctx.indexed.set()  # kopf runs no handler before every index is filled
+    ctx.admission.wake()
+    if type == "DELETED":
+        ctx.admission.forget(names.key(body.meta.name or ""))
+        return
+    rec = state.submission_record(body)
+    if rec.phase == Status.PENDING and not rec.deleting:
+        await ctx.admission.queue(dict(body))
+    elif rec.finished:
+        await ctx.collector.finished_children(rec, _ix(kwargs))
+
+
+@kopf.on.event(*JOBS, labels=names.SANDBOX_SELECTOR)
+async def job_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    ctx = _ctx(memo)
+    ctx.indexed.set()
+    await ctx.collector.on_job(dict(body), _ix(kwargs))
+
+
+@kopf.on.event(*PODS, labels=names.SANDBOX_SELECTOR)
+async def pod_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    ctx = _ctx(memo)
+    ctx.indexed.set()
+    await ctx.collector.on_pod(dict(body), _ix(kwargs))
+
+
+# ---- the loop that admits (woken by every event above) and runs the periodic checks
+async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
+    await ctx.indexed.wait()
+    last_sweep: datetime | None = None
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ctx.admission.woken.wait(), timeout=TICK_SECONDS)
+        ctx.admission.woken.clear()
+        try:
+            await ctx.admission.admit_next(ix)
+            await ctx.collector.check(ix)
+            now = clock()
+            if last_sweep is None or now - last_sweep >= SWEEP_EVERY:
+                last_sweep = now
+                subs = [s for values in list(ix.submissions.values()) for s in values]
+                await sweep(ctx.cluster, subs, now, ctx.settings.finished_ttl_seconds)
+        except Exception:
+            log.exception("admission loop iteration failed; retrying")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    configure(settings)
+    ctx = _ctx(memo)
+    ctx.task = asyncio.create_task(loop(ctx, _ix(kwargs)), name="monaco-admission")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    if ctx.task is not None:
+        ctx.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ctx.task
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf's own settings: monaco-prefixed annotations, no peering, prompt event handling."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=r.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=r.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{r.GROUP}/operator"
+    settings.peering.standalone = True
+    settings.posting.level = logging.WARNING
+    # Events of one object arriving within this window are handled once, with the latest state.
+    settings.batching.batch_window = 0.05
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+
+
+def run(settings: Settings) -> int:
+    """`monaco operator`: watch settings.namespace only, serve liveness on settings.health_port."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    ctx = Context.create(settings, Cluster(settings.namespace))
+    kopf.run(
+        standalone=True,
+        namespaces=[settings.namespace],
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        memo=kopf.Memo(**{MEMO_KEY: ctx}),
+    )
+    return 0

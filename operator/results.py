@@ -1,0 +1,168 @@
+"""From a sandbox pod's and Job's states (and the runner's envelopes) to a verdict and a status patch.
+
+The table of failures lives here, apart from any Kubernetes call, so it is tested case by case.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from monaco.core import envelope
+from monaco.core import resource as r
+from monaco.core.models import Outcome, Status, Verdict, iso
+from monaco.operator.builders import COMPILE, RUN
+from monaco.operator.state import JobRecord, PodRecord
+
+# Reasons a container waits that no retry will cure.
+FATAL_WAITING = {"InvalidImageName", "ErrImageNeverPull"}
+# Reasons that may heal (a registry hiccup); they become fatal at the start deadline.
+START_WAITING = {"ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError", "CreateContainerError",
+                 "RunContainerError", "PreCreateHookError"}
+IMAGE_REASONS = {"InvalidImageName", "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff"}
+STORAGE_SIGNS = ("ephemeral", "EmptyDir", "emptyDir", "ephemeral-storage")
+OOM = "OOMKilled"
+# The envelope is the last ~15 lines, but the runtime splits lines longer than 16 KiB into several
+# log lines, and stdout and stderr are each up to the output limit, base64-encoded.
+_LOG_LINE = 16384
+LogReader = Callable[[str, str], Awaitable[bytes | None]]
+
+
+def log_tail_lines(output_limit: int) -> int:
+    per_stream = math.ceil(math.ceil(output_limit / 3) * 4 / _LOG_LINE) + 1
+    return 20 + 2 * per_stream
+
+
+def log_limit_bytes(output_limit: int) -> int:
+    return log_tail_lines(output_limit) * (_LOG_LINE + 64)
+
+
+def system_error(message: str) -> Outcome:
+    return Outcome(verdict=Verdict.SYSTEM_ERROR, message=message)
+
+
+def _image_problem(reason: str, message: str, image_hint: str) -> str:
+    what = "the sandbox image cannot be pulled" if reason in IMAGE_REASONS else "the sandbox container cannot start"
+    return f"{what} ({reason}{': ' + message if message else ''}){image_hint}"
+
+
+def start_failure(pod: PodRecord, now: datetime, start_deadline_seconds: int) -> Outcome | None:
+    """A pod that has not ended: does it fail to start for good?"""
+    if pod.terminal:
+        return None
+    for c in pod.containers:
+        if c.waiting_reason in FATAL_WAITING:
+            return system_error(_image_problem(c.waiting_reason, c.waiting_message, ""))
+    if (now - pod.created).total_seconds() < start_deadline_seconds:
+        return None
+    hint = f"; gave up after {start_deadline_seconds} s"
+    for c in pod.containers:
+        if c.waiting_reason in START_WAITING:
+            return system_error(_image_problem(c.waiting_reason, c.waiting_message, hint))
+    if pod.unschedulable is not None:
+        return system_error(f"no node can run the sandbox pod ({pod.unschedulable}){hint}")
+    if not pod.started:
+        return system_error(f"the sandbox pod did not start{hint}")
+    return None
+
+
+def ended_failure(pod: PodRecord, job: JobRecord | None, now: datetime) -> Outcome | None:
+    """An ended pod whose fate is plain from its state, before any log is read."""
+    if pod.reason == "Evicted":
+        if any(sign in pod.message for sign in STORAGE_SIGNS):
+            return Outcome(
+                verdict=Verdict.OUTPUT_LIMIT,
+                truncated=True,
+                message=f"the program wrote more to disk than the sandbox allows ({pod.message})",
+            )
+        return system_error(f"the node evicted the sandbox pod ({pod.message or 'no reason given'})")
+    compile_ = pod.container(COMPILE)
+    if compile_ is not None and compile_.terminated_reason == OOM:
+        return Outcome(verdict=Verdict.COMPILE_ERROR, message="the compiler ran out of memory")
+    run = pod.container(RUN)
+    runner_done = run is not None and run.terminated_reason in ("Completed", OOM)
+    if job is not None and job.deadline_passed(now) and not runner_done:
+        return Outcome(verdict=Verdict.TIMEOUT, message="the sandbox ran longer than its deadline and was stopped")
+    return None
+
+
+def _parse(log: bytes | None) -> envelope.PhaseResult | None:
+    if not log:
+        return None
+    try:
+        return envelope.parse(log)
+    except envelope.EnvelopeError:
+        return None
+
+
+def _missing(pod: PodRecord, compiled: envelope.PhaseResult | None, phase: str) -> Outcome:
+    base = Outcome(verdict=Verdict.SYSTEM_ERROR, compile_output=(compiled.stdout.decode("utf-8", "replace")
+                                                                if compiled else ""))
+    container = pod.container(phase)
+    if container is not None and container.terminated_reason == OOM:
+        if phase == COMPILE:
+            return Outcome(verdict=Verdict.COMPILE_ERROR, message="the compiler ran out of memory")
+        return base.model_copy(update={"verdict": Verdict.MEMORY_LIMIT,
+                                       "message": "the program was killed for using more memory than its limit"})
+    if pod.deleting:
+        return base.model_copy(update={"message": "the sandbox pod was deleted before the program finished"})
+    return base.model_copy(update={"message": f"the {phase} step left no result envelope (the runner was killed?)"})
+
+
+async def collect(pod: PodRecord, job: JobRecord | None, now: datetime, read_log: LogReader) -> Outcome:
+    """The outcome of an ended pod: its state first, then the runner's envelopes from its logs."""
+    failure = ended_failure(pod, job, now)
+    if failure is not None:
+        return failure
+    compiled = None
+    compile_ = pod.container(COMPILE)
+    if compile_ is not None:
+        compiled = _parse(await read_log(pod.name, COMPILE))
+        if compiled is None:
+            return _missing(pod, None, COMPILE)
+    run = pod.container(RUN)
+    ran = None
+    if run is not None and run.started:
+        ran = _parse(await read_log(pod.name, RUN))
+        if ran is None:
+            decided = envelope.decide(compiled, None)
+            if decided.verdict is Verdict.COMPILE_ERROR:
+                return decided
+            return _missing(pod, compiled, RUN)
+    return envelope.decide(compiled, ran, oom_killed=run is not None and run.terminated_reason == OOM)
+
+
+def _clip(text: str, limit: int) -> tuple[str, bool]:
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
+def finished_status(outcome: Outcome, now: datetime) -> r.SubmissionStatus:
+    """The status fields of a finished submission, clipped to the CRD's bounds."""
+    output, cut_out = _clip(outcome.output, r.MAX_OUTPUT)
+    stderr, cut_err = _clip(outcome.stderr, r.MAX_STDERR)
+    compile_output, _ = _clip(outcome.compile_output, r.MAX_COMPILE_OUTPUT)
+    message, _ = _clip(outcome.message, r.MAX_MESSAGE)
+    return r.SubmissionStatus(
+        phase=outcome.status.value,
+        verdict=outcome.verdict.value,
+        completed_at=iso(now),
+        output=output,
+        stderr=stderr,
+        compile_output=compile_output,
+        exit_code=outcome.exit_code,
+        execution_time_ms=outcome.execution_ms,
+        compile_time_ms=outcome.compile_ms,
+        total_time_ms=outcome.total_ms,
+        memory_kb=outcome.memory_kb,
+        truncated=outcome.truncated or cut_out or cut_err,
+        message=message,
+    )
+
+
+def queued_status(queued_at: datetime) -> r.SubmissionStatus:
+    return r.SubmissionStatus(phase=Status.QUEUED.value, queued_at=iso(queued_at))
+
+
+def running_status(started_at: datetime, job_name: str) -> r.SubmissionStatus:
+    return r.SubmissionStatus(phase=Status.RUNNING.value, started_at=iso(started_at), job_name=job_name)
