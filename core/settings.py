@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
     db_path: Path | None = Field(None, validation_alias=_env("DB_PATH"))
     retention_hours: float = Field(168, gt=0, validation_alias=_env("RETENTION_HOURS"))
-    sandbox: Literal["auto", "bwrap", "unshare", "none"] = Field("auto", validation_alias=_env("SANDBOX"))
+    sandbox: Literal["auto", "unshare", "none"] = Field("auto", validation_alias=_env("SANDBOX"))
     allow_unisolated: bool = Field(False, validation_alias=_env("ALLOW_UNISOLATED"))
     sandbox_dir: Path | None = Field(None, validation_alias=_env("SANDBOX_DIR"))
     sandbox_uid_base: int = Field(61000, ge=1000, validation_alias=_env("SANDBOX_UID_BASE"))

@@ -113,9 +113,7 @@ class Sandbox:
     def _choose_mode(self) -> str:
         wanted = self.settings.sandbox
         ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc"]
-        if wanted in ("auto", "unshare", "bwrap"):
-            if wanted == "bwrap":
-                log.warning("bubblewrap mode is not built yet; using unshare, which isolates the same way")
+        if wanted in ("auto", "unshare"):
             if os.geteuid() == 0 and self._probe([self._unshare, *ns, "true"]):
                 return "unshare-root"
             if self._probe([self._unshare, "--user", "--map-root-user", *ns, "true"]):
