@@ -140,6 +140,9 @@ class KubernetesBackend:
     watch_seconds = 300  # the API server ends each watch after this; it resumes from the last version
     list_page = 250  # pages bound the memory a relist takes, whatever the size of the outputs
     backoff_max = 30.0
+    # Outputs can be large (the CRD allows 256 KiB per result); past this many characters in all, the
+    # oldest results keep only their status here, and get() reads their outputs from the API server.
+    output_budget_chars = 64 * 1024 * 1024
 
     def __init__(self, settings: Settings, metrics: Metrics, api_client: client.ApiClient | None = None) -> None:
         self._settings = settings
@@ -150,6 +153,9 @@ class KubernetesBackend:
         self._lock = threading.Lock()  # guards everything below; the watch thread and the loop share it
         self._views: dict[str, SubmissionView] = {}
         self._counts: Counter[Status] = Counter()  # of the views above, kept as they change
+        self._outputs: dict[str, int] = {}  # name -> characters of output, oldest change first
+        self._output_chars = 0
+        self._stripped: set[str] = set()  # views whose outputs were dropped to stay in the budget
         self._unconfirmed: dict[str, float] = {}  # created here, not yet seen by the watch: name -> when
         self._tombstones: dict[str, float] = {}  # name -> monotonic time it is forgotten
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
@@ -231,7 +237,11 @@ class KubernetesBackend:
 
     async def get(self, submission_id: str) -> SubmissionView | None:
         with self._lock:
-            return self._views.get(submission_id)
+            view = self._views.get(submission_id)
+            stripped = submission_id in self._stripped
+        if view is None or not stripped:
+            return view
+        return await asyncio.to_thread(self._fetch, submission_id, view)
 
     async def wait(self, submission_id: str, timeout: float) -> SubmissionView | None:
         loop = asyncio.get_running_loop()
@@ -240,7 +250,7 @@ class KubernetesBackend:
             with self._lock:  # look and register at once, so no event slips between the two
                 view = self._views.get(submission_id)
                 if view is None or view.status.finished or loop.time() >= deadline:
-                    return view
+                    break
                 woken: asyncio.Future[None] = loop.create_future()
                 self._waiters.setdefault(submission_id, set()).add(woken)
             try:
@@ -252,6 +262,7 @@ class KubernetesBackend:
                     self._waiters.get(submission_id, set()).discard(woken)
                     if not self._waiters.get(submission_id, True):
                         del self._waiters[submission_id]
+        return await self.get(submission_id) if view is not None and view.status.finished else view
 
     async def cancel(self, submission_id: str) -> SubmissionView | None:
         with self._lock:
@@ -295,6 +306,19 @@ class KubernetesBackend:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _unavailable(exc) from exc
 
+    def _fetch(self, name: str, stripped: SubmissionView) -> SubmissionView:
+        try:
+            obj = self._api.get_namespaced_custom_object(
+                GROUP, VERSION, self._settings.namespace, PLURAL, name, _request_timeout=self.request_timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:  # deleted meanwhile; its DELETED event is on the way
+                return stripped
+            raise _unavailable(exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return _read(obj)[1]
+
     def _take_back(self, name: str) -> None:
         """The create may have been stored although it failed for us: delete it, so a 503 means nothing
         was stored and the client's retry does not run the program twice."""
@@ -317,15 +341,33 @@ class KubernetesBackend:
 
     # ---- the cache (callers hold the lock)
     def _set(self, name: str, view: SubmissionView | None) -> None:
-        """The one place the cache changes, so that the counts and the gauges follow it."""
+        """The one place the cache changes, so that the counts, the output budget and the gauges follow."""
         before = self._views.pop(name, None)
         if before is not None:
             self._counts[before.status] -= 1
+            self._output_chars -= self._outputs.pop(name, 0)
+            self._stripped.discard(name)
         if view is not None:
             self._views[name] = view
             self._counts[view.status] += 1
+            o = view.outcome
+            size = len(o.output) + len(o.stderr) + len(o.compile_output) if o else 0
+            if size:
+                self._outputs[name] = size
+                self._output_chars += size
+            while self._output_chars > self.output_budget_chars:
+                self._strip(next(iter(self._outputs)))
         self._metrics.queue_length.set(self._counts[Status.PENDING] + self._counts[Status.QUEUED])
         self._metrics.running.set(self._counts[Status.RUNNING])
+
+    def _strip(self, name: str) -> None:
+        """Drop the outputs of the result that changed longest ago; get() fetches them if they are asked for."""
+        self._output_chars -= self._outputs.pop(name)
+        view = self._views[name]
+        if view.outcome is not None:
+            outcome = view.outcome.model_copy(update={"output": "", "stderr": "", "compile_output": ""})
+            self._views[name] = view.model_copy(update={"outcome": outcome})
+            self._stripped.add(name)
 
     def _retry_after(self, waiting: int) -> int:
         workers: int = self._settings.max_workers

@@ -553,6 +553,27 @@ async def test_the_gauges_follow_the_cache(fake: FakeApiServer) -> None:
         assert registry.get_sample_value("monaco_running_jobs") == 2
 
 
+async def test_outputs_past_the_budget_are_read_from_the_api_server(fake: FakeApiServer) -> None:
+    async with backend_at(fake.url) as backend:
+        backend.output_budget_chars = 250
+        for i in range(3):
+            fake.add(f"big-{i}", {"phase": "completed", "verdict": "ok", "output": str(i) * 100})
+        await backend.start()
+        assert backend._output_chars <= 250 and backend._stripped == {"big-0"}
+        assert backend._views["big-0"].outcome is not None and backend._views["big-0"].outcome.output == ""
+
+        newest = await backend.get("big-2")
+        assert newest is not None and newest.outcome is not None and newest.outcome.output == "2" * 100
+        assert fake.count("GET", name="big-2") == 0, "a result within the budget is served from the cache"
+        oldest = await backend.wait("big-0", 1)
+        assert oldest is not None and oldest.outcome is not None and oldest.outcome.output == "0" * 100
+        assert fake.count("GET", name="big-0") == 1
+
+        fake.delete("big-1")  # the TTL cleanup frees its share of the budget
+        await caught_up(backend, fake)
+        assert backend._output_chars == 100 and "big-1" not in backend._outputs
+
+
 async def test_deletions_seen_by_the_watch(fake: FakeApiServer) -> None:
     """What another replica's cancel, a finalizer and the TTL cleanup look like from here."""
     fake.add("running", {"phase": "running"})
