@@ -416,35 +416,32 @@ class KubernetesBackend:
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
         name, view, deleting = _read(obj)
         with self._lock:
-            self._unconfirmed.pop(name, None)
             if kind == "DELETED":
+                self._unconfirmed.pop(name, None)
                 self._gone(name, view)
-            elif name in self._tombstones:
-                pass  # late news of a submission already cancelled
-            elif deleting and not view.status.finished:
-                self._bury(name, view)
             else:
-                self._put(name, view)
+                self._take(name, view, deleting)
             self._prune()
         self._wake(name)
 
-    def _replace(self, listed: dict[str, tuple[SubmissionView, bool]], began: float) -> None:
-        """Take a fresh list as the truth, and read what vanished meanwhile as DELETED events would.
+    def _take(self, name: str, view: SubmissionView, deleting: bool) -> None:
+        """A resource as the API server has it now (an ADDED or MODIFIED event, or a listed item)."""
+        self._unconfirmed.pop(name, None)
+        if name in self._tombstones:
+            pass  # late news of a submission already cancelled
+        elif deleting and not view.status.finished:
+            self._bury(name, view)
+        else:
+            self._put(name, view)
 
-        A submission created here after the list began may be missing from it and still exist."""
+    def _forget_unlisted(self, listed: set[str], began: float) -> None:
+        """After a full list, read what vanished while nobody watched as DELETED events would; a
+        submission created here after the list began may be missing from it and still exist."""
         with self._lock:
             for name, last in list(self._views.items()):
                 if name not in listed and self._unconfirmed.get(name, 0.0) < began:
                     self._unconfirmed.pop(name, None)
                     self._gone(name, last)
-            for name, (view, deleting) in listed.items():
-                self._unconfirmed.pop(name, None)
-                if name in self._tombstones:
-                    continue
-                if deleting and not view.status.finished:
-                    self._bury(name, view)
-                else:
-                    self._put(name, view)
             self._prune()
             names = list(self._waiters)
         for name in names:
@@ -486,7 +483,8 @@ class KubernetesBackend:
             log.warning("watch of codesubmissions failed; retrying", extra={"error": self._failure})
 
     def _relist(self) -> str:
-        listed: dict[str, tuple[SubmissionView, bool]] = {}
+        """List page by page into the cache, so that memory stays within one page plus the budget."""
+        listed: set[str] = set()
         token: str | None = None
         began = time.monotonic()
         while True:
@@ -494,13 +492,16 @@ class KubernetesBackend:
                 GROUP, VERSION, self._settings.namespace, PLURAL,
                 limit=self.list_page, _continue=token, _request_timeout=self.request_timeout,
             )  # fmt: skip
-            for obj in page.get("items") or []:
-                name, view, deleting = _read(obj)
-                listed[name] = (view, deleting)
+            items = [_read(obj) for obj in page.get("items") or []]
             meta = page.get("metadata") or {}
+            del page  # before the next page arrives
+            with self._lock:
+                for name, view, deleting in items:
+                    listed.add(name)
+                    self._take(name, view, deleting)
             token = meta.get("continue") or None
             if token is None:
-                self._replace(listed, began)
+                self._forget_unlisted(listed, began)
                 return str(meta.get("resourceVersion", ""))
 
     def _watch_from(self, version: str) -> str:
