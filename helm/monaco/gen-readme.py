@@ -175,7 +175,8 @@ when it changes.
 
 ```sh
 helm install monaco helm/monaco -n monaco --create-namespace
-kubectl -n monaco rollout status deploy/monaco-api deploy/monaco-operator
+kubectl -n monaco rollout status deploy/monaco-api
+kubectl -n monaco rollout status deploy/monaco-operator
 ```
 
 The release's NOTES print how to reach the API and submit a program with `curl`.
