@@ -18,6 +18,11 @@
 {{- end }}
 {{- end }}
 
+{{/* "<fullname>-<suffix>", at most 63 characters: (list $ "api") */}}
+{{- define "monaco.componentName" -}}
+{{- printf "%s-%s" (include "monaco.fullname" (index . 0)) (index . 1) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "monaco.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -69,7 +74,7 @@ object's metadata, or nothing when there are none. Call with (dict "ctx" $ "extr
 
 {{- define "monaco.apiServiceAccountName" -}}
 {{- if .Values.api.serviceAccount.create }}
-{{- default (printf "%s-api" (include "monaco.fullname" .)) .Values.api.serviceAccount.name }}
+{{- default (include "monaco.componentName" (list . "api")) .Values.api.serviceAccount.name }}
 {{- else }}
 {{- required "api.serviceAccount.name is required when api.serviceAccount.create is false" .Values.api.serviceAccount.name }}
 {{- end }}
@@ -77,7 +82,7 @@ object's metadata, or nothing when there are none. Call with (dict "ctx" $ "extr
 
 {{- define "monaco.operatorServiceAccountName" -}}
 {{- if .Values.operator.serviceAccount.create }}
-{{- default (printf "%s-operator" (include "monaco.fullname" .)) .Values.operator.serviceAccount.name }}
+{{- default (include "monaco.componentName" (list . "operator")) .Values.operator.serviceAccount.name }}
 {{- else }}
 {{- required "operator.serviceAccount.name is required when operator.serviceAccount.create is false" .Values.operator.serviceAccount.name }}
 {{- end }}
@@ -88,7 +93,7 @@ object's metadata, or nothing when there are none. Call with (dict "ctx" $ "extr
 {{- end }}
 
 {{- define "monaco.languagesConfigMap" -}}
-{{- printf "%s-languages" (include "monaco.fullname" .) }}
+{{- include "monaco.componentName" (list . "languages") }}
 {{- end }}
 
 {{/* The language registry file, exactly what Registry.load (core/languages.py) reads. */}}
