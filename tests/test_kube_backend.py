@@ -27,7 +27,7 @@ import httpx
 import pytest
 from kubernetes import client
 
-from monaco.api import kube
+from monaco.api import kube_cache
 from monaco.api.app import create_app
 from monaco.api.backend import NotCancellable, QueueFull, StoreUnavailable
 from monaco.api.kube import KubernetesBackend
@@ -353,11 +353,11 @@ async def caught_up(backend: KubernetesBackend, fake: FakeApiServer) -> None:
     """Events arrive in order, so once a new marker resource is seen, everything before it was too."""
     marker = f"marker-{time.monotonic_ns()}"
     fake.add(marker, {"phase": "completed", "verdict": "ok"}, language="marker")
-    await eventually(lambda: marker in backend._views, f"the watch to deliver {marker}")
+    await eventually(lambda: marker in backend.cache.views, f"the watch to deliver {marker}")
 
 
 def finished_total(backend: KubernetesBackend, verdict: str) -> float:
-    metrics = backend._metrics
+    metrics = backend.cache.metrics
     value = metrics.registry.get_sample_value("monaco_submissions_total", {"language": "python", "verdict": verdict})
     return value or 0.0
 
@@ -412,7 +412,7 @@ async def test_submit_creates_the_resource_and_its_status_flows_back_through_the
 
 
 def _status(backend: KubernetesBackend, sid: str, status: Status) -> bool:
-    view = backend._views.get(sid)
+    view = backend.cache.views.get(sid)
     return view is not None and view.status is status
 
 
@@ -544,7 +544,7 @@ async def test_the_gauges_follow_the_cache(fake: FakeApiServer) -> None:
     fake.add("a", {"phase": "queued"})
     fake.add("b", {"phase": "running"})
     async with started(fake) as backend:
-        registry = backend._metrics.registry
+        registry = backend.cache.metrics.registry
         assert registry.get_sample_value("monaco_queue_length") == 1
         assert registry.get_sample_value("monaco_running_jobs") == 1
         fake.set_status("a", phase="running")
@@ -555,12 +555,12 @@ async def test_the_gauges_follow_the_cache(fake: FakeApiServer) -> None:
 
 async def test_outputs_past_the_budget_are_read_from_the_api_server(fake: FakeApiServer) -> None:
     async with backend_at(fake.url) as backend:
-        backend.output_budget_chars = 250
+        backend.cache.output_budget_chars = 250
         for i in range(3):
             fake.add(f"big-{i}", {"phase": "completed", "verdict": "ok", "output": str(i) * 100})
         await backend.start()
-        assert backend._output_chars <= 250 and backend._stripped == {"big-0"}
-        assert backend._views["big-0"].outcome is not None and backend._views["big-0"].outcome.output == ""
+        assert backend.cache.output_chars <= 250 and backend.cache.stripped == {"big-0"}
+        assert backend.cache.views["big-0"].outcome is not None and backend.cache.views["big-0"].outcome.output == ""
 
         newest = await backend.get("big-2")
         assert newest is not None and newest.outcome is not None and newest.outcome.output == "2" * 100
@@ -571,7 +571,7 @@ async def test_outputs_past_the_budget_are_read_from_the_api_server(fake: FakeAp
 
         fake.delete("big-1")  # the TTL cleanup frees its share of the budget
         await caught_up(backend, fake)
-        assert backend._output_chars == 100 and "big-1" not in backend._outputs
+        assert backend.cache.output_chars == 100 and "big-1" not in backend.cache.outputs
 
 
 async def test_deletions_seen_by_the_watch(fake: FakeApiServer) -> None:
@@ -591,7 +591,7 @@ async def test_deletions_seen_by_the_watch(fake: FakeApiServer) -> None:
 
 
 async def test_tombstones_are_forgotten_after_their_time(fake: FakeApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kube, "TOMBSTONE_SECONDS", 0.0)
+    monkeypatch.setattr(kube_cache, "TOMBSTONE_SECONDS", 0.0)
     async with started(fake) as backend:
         sid = await python(backend)
         await backend.cancel(sid)
@@ -623,7 +623,7 @@ async def test_410_gone_makes_it_list_again(fake: FakeApiServer) -> None:
         # proves it gone, so it cannot sit in the queue for ever.
         fake.silent_creates = True
         sid = await python(backend)
-        assert sid in backend._unconfirmed
+        assert sid in backend.cache.unconfirmed
         fake.compact(lambda: fake.objects.pop(sid))
         await eventually(lambda: fake.count("GET", watch=False) == 3, "a third list")
         await eventually(lambda: _status(backend, sid, Status.FAILED), "the vanished submission to end")
