@@ -1,0 +1,197 @@
+"""Admission: FIFO order, the slot count from cluster state, and idempotent, restart-safe admits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from monaco.core.settings import Settings
+from monaco.operator.admission import Admission, Indexes, occupied, plan, waiting
+from monaco.operator.cluster import Cluster
+from tests.operator.conftest import Clock, FakeCluster, container_status, indexes, job, pod, submission
+
+
+def make(settings: Settings, cluster: FakeCluster, clock: Clock) -> Admission:
+    return Admission(settings, cluster, clock)  # type: ignore[arg-type]
+
+
+def index_of(cluster: FakeCluster, pods: list[dict[str, Any]] = ()) -> Indexes:  # type: ignore[assignment]
+    """What kopf's indexes would hold once the watch caught up with the fake cluster."""
+    return indexes(list(cluster.submissions.values()), list(cluster.jobs.values()), pods)
+
+
+# ---- pure planning
+def test_fifo_by_submit_time_then_creation_then_name() -> None:
+    subs = [submission("c", created=2.5, phase="queued"), submission("a", created=2.1, phase="queued"),
+            submission("b", created=2.1, phase="queued"), submission("d", created=0, phase="running"),
+            submission("e", created=0)]
+    assert [s.name for s in waiting(indexes(subs))] == ["a", "b", "c"]
+
+
+def test_deleting_submissions_are_not_admitted() -> None:
+    body = submission("a", phase="queued")
+    body["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:01Z"
+    assert waiting(indexes([body])) == []
+
+
+def test_occupied_counts_live_pods_unfinished_jobs_running_submissions_and_inflight() -> None:
+    ix = indexes(
+        subs=[submission("run", phase="running"), submission("done", phase="completed"),
+              submission("q", phase="queued")],
+        jobs=[job("orphan"), job("done", conditions=[{"type": "Complete", "status": "True"}]),
+              job("failed", conditions=[{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}])],
+        pods=[pod("failed", phase="Running", deleting=True), pod("done", phase="Succeeded"),
+              pod("cancelled", phase="Running")],
+    )
+    assert occupied(ix, ["new"]) == {"run", "orphan", "failed", "cancelled", "new"}
+
+
+def test_plan_never_exceeds_max_workers() -> None:
+    subs = [submission(f"s{i}", created=i, phase="queued") for i in range(5)]
+    assert [s.name for s in plan(indexes(subs), 2)] == ["s0", "s1"]
+    subs[0]["status"]["phase"] = "running"
+    assert [s.name for s in plan(indexes(subs), 2)] == ["s1"]
+    assert plan(indexes(subs), 2, inflight=["s1"]) == []
+
+
+def test_a_queued_submission_whose_job_exists_keeps_its_slot_and_needs_no_other() -> None:
+    # The operator died between creating s3's Job and writing `running`; two others are running.
+    subs = [submission("s1", phase="running"), submission("s2", phase="queued", created=1),
+            submission("s3", phase="queued", created=2), submission("s4", phase="running")]
+    ix = indexes(subs, jobs=[job("s1"), job("s3"), job("s4")])
+    assert len(occupied(ix)) == 3  # over max_workers=2 already: nothing new, but s3 is adopted
+    assert [s.name for s in plan(ix, 2)] == ["s3"]
+
+
+# ---- queueing
+@pytest.mark.anyio
+async def test_queue_writes_queued_once_with_the_api_submit_time(settings: Settings, clock: Clock) -> None:
+    body = submission("a", created=1.25)
+    cluster = FakeCluster(body)
+    admission = make(settings, cluster, clock)
+    assert await admission.queue(body)
+    assert cluster.status("a") == {"phase": "queued", "queuedAt": "2026-01-01T12:00:01.250Z"}
+    # A stale event (the body seen before the write) changes nothing.
+    assert not await admission.queue(body)
+    assert len(cluster.status_writes) == 1
+
+
+# ---- admitting
+@pytest.mark.anyio
+async def test_admit_creates_children_then_marks_running(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(submission("a", phase="queued", queuedAt="x"))
+    admission = make(settings, cluster, clock)
+    assert await admission.admit_next(index_of(cluster)) == ["a"]
+    assert set(cluster.configmaps) == set(cluster.network_policies) == set(cluster.jobs) == {"csub-a"}
+    status = cluster.status("a")
+    assert status["phase"] == "running" and status["jobName"] == "csub-a"
+    assert status["startedAt"] == "2026-01-01T12:00:00.000Z"
+    creates = [c[0] for c in cluster.calls if c[0].startswith("create_")]
+    assert creates == ["create_configmap", "create_network_policy", "create_job"]
+    assert "a" in admission.inflight
+
+
+@pytest.mark.anyio
+async def test_burst_admits_max_workers_and_the_next_when_one_finishes(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(*[submission(f"s{i}", created=i, phase="queued") for i in range(5)])
+    admission = make(settings, cluster, clock)
+    stale = index_of(cluster)
+    assert await admission.admit_next(stale) == ["s0", "s1"]
+    # Woken again before the watch shows anything: the in-flight admissions still count.
+    assert await admission.admit_next(stale) == []
+    ix = index_of(cluster)
+    assert await admission.admit_next(ix) == []
+    assert admission.inflight == {}  # the indexes show both now
+    cluster.submissions["s0"]["status"]["phase"] = "completed"
+    del cluster.jobs["csub-s0"]
+    assert await admission.admit_next(index_of(cluster)) == ["s2"]
+    assert sorted(cluster.jobs) == ["csub-s1", "csub-s2"]
+
+
+@pytest.mark.anyio
+async def test_restart_between_job_and_status_adopts_the_job(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(submission("a", phase="queued"), submission("b", phase="queued", created=1))
+    first = make(settings, cluster, clock)
+    await first.admit_next(index_of(cluster))
+    # Simulate a crash after the Job of `a` was created, before `running` was written.
+    cluster.submissions["a"]["status"] = {"phase": "queued"}
+    cluster.submissions["b"]["status"] = {"phase": "queued"}
+    cluster.jobs.pop("csub-b")
+    again = make(settings, cluster, clock)  # a new process: nothing in memory
+    assert await again.admit_next(index_of(cluster)) == ["a", "b"]
+    assert sorted(cluster.jobs) == ["csub-a", "csub-b"]
+    assert [c for c in cluster.calls if c == ("create_job", "csub-a")] == [("create_job", "csub-a")] * 2
+    assert cluster.phase("a") == cluster.phase("b") == "running"
+
+
+@pytest.mark.anyio
+async def test_admit_skips_what_changed_since_the_index(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(submission("a", phase="queued"), submission("b", phase="queued", created=1))
+    ix = index_of(cluster)
+    cluster.submissions["a"]["status"]["phase"] = "running"  # another writer got there first
+    del cluster.submissions["b"]  # cancelled
+    admission = make(settings, cluster, clock)
+    assert await admission.admit_next(ix) == []
+    assert cluster.jobs == {}
+
+
+@pytest.mark.anyio
+async def test_a_recreated_name_waits_for_the_old_job(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(submission("a", phase="queued", uid="new"))
+    cluster.jobs["csub-a"] = job("a", owner_uid="old")
+    admission = make(settings, cluster, clock)
+    record = index_of(cluster).submission("a")
+    assert record is not None
+    assert await admission.admit(record) is False
+    assert cluster.phase("a") == "queued" and admission.inflight == {}
+
+
+@pytest.mark.anyio
+async def test_unknown_language_fails_with_a_message(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(submission("a", phase="queued", language="cobol"))
+    admission = make(settings, cluster, clock)
+    assert await admission.admit_next(index_of(cluster)) == []
+    status = cluster.status("a")
+    assert status["phase"] == "failed" and status["verdict"] == "system_error"
+    assert "unknown language 'cobol'" in status["message"]
+    assert cluster.jobs == {}
+
+
+@pytest.mark.anyio
+async def test_a_failed_create_frees_the_slot_for_a_retry(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(submission("a", phase="queued"))
+    cluster.fail_create = RuntimeError("apiserver down")
+    admission = make(settings, cluster, clock)
+    assert await admission.admit_next(index_of(cluster)) == []
+    assert admission.inflight == {} and cluster.phase("a") == "queued"
+    cluster.fail_create = None
+    assert await admission.admit_next(index_of(cluster)) == ["a"]
+
+
+@pytest.mark.anyio
+async def test_inflight_expires_if_the_index_never_shows_it(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(submission("a", phase="queued"))
+    admission = make(settings, cluster, clock)
+    await admission.admit_next(index_of(cluster))
+    admission.prune(indexes())
+    assert "a" in admission.inflight
+    clock.advance(31)
+    admission.prune(indexes())
+    assert admission.inflight == {}
+
+
+def test_fake_cluster_has_the_real_clusters_methods() -> None:
+    real = {n for n in dir(Cluster) if not n.startswith("_")}
+    fake = {n for n in dir(FakeCluster) if not n.startswith("_")}
+    assert real <= fake | {"namespace"}
+
+
+@pytest.mark.anyio
+async def test_a_live_pod_without_job_still_holds_its_slot(settings: Settings, clock: Clock) -> None:
+    # A cancelled submission: its Job is gone, its pod is still being killed.
+    cluster = FakeCluster(submission("q1", phase="queued"), submission("q2", phase="queued", created=1))
+    ix = index_of(cluster, pods=[pod("gone1", containers=[container_status("run", running=True)]),
+                                 pod("gone2", phase="Pending")])
+    admission = make(settings, cluster, clock)
+    assert await admission.admit_next(ix) == []
