@@ -30,10 +30,13 @@ PATH=${PATH:-/usr/local/bin:/usr/bin:/bin}
 phase=${1:-run}
 # Everything below avoids forks where a builtin will do: each one is a millisecond of every run.
 read -r nonce </proc/sys/kernel/random/uuid
+# The capture files are named by a second random value: the program can list $TMPDIR, and the nonce
+# must stay unknown to it.
+read -r tag </proc/sys/kernel/random/uuid
 timeout_ms=${MONACO_TIMEOUT_MS:-10000}
 out_limit=${MONACO_OUTPUT_LIMIT:-65536}
-out="${TMPDIR:-/tmp}/.monaco-$nonce.out"
-err="${TMPDIR:-/tmp}/.monaco-$nonce.err"
+out="${TMPDIR:-/tmp}/.monaco-$tag.out"
+err="${TMPDIR:-/tmp}/.monaco-$tag.err"
 status=""
 wall_ns=0
 timed_out=0
