@@ -53,7 +53,9 @@ encode() { # the first $out_limit bytes of a file, base64 on one line
 	fi
 }
 measure() {
-	if [ -f "$out" ] && [ -f "$err" ]; then
+	# Only regular files, never links: the program runs as this script's user and may have replaced a
+	# capture file by a link to something endless or blocking (/proc/1/pagemap), which would hang wc.
+	if [ -f "$out" ] && [ ! -L "$out" ] && [ -f "$err" ] && [ ! -L "$err" ]; then
 		# shellcheck disable=SC2046 # word splitting is the point
 		set -- $(wc -c "$out" "$err")
 		out_bytes=$1 err_bytes=$3
