@@ -26,13 +26,13 @@ from monaco.api.backend import NotCancellable, QueueStats, StoreUnavailable
 from monaco.api.metrics import Metrics
 from monaco.core.languages import Language
 from monaco.core.models import Limits, SubmissionView, iso, utcnow
+from monaco.core.resource import API_VERSION, GROUP, KIND, PLURAL, SUBMITTED_AT_ANNOTATION, VERSION
 from monaco.core.settings import Settings
 
-from .kube_cache import SUBMITTED_AT, ViewCache, read_resource
+from .kube_cache import ViewCache, read_resource
 
 log = logging.getLogger("monaco.kube")
 
-GROUP, VERSION, PLURAL, KIND = "monaco.dev", "v1alpha1", "codesubmissions", "CodeSubmission"
 LABELS = {"app.kubernetes.io/managed-by": "monaco"}
 
 
@@ -129,9 +129,9 @@ class KubernetesBackend:
         self.cache.reserve(self.settings.queue_size, self.settings.max_workers)
         name = str(uuid4())
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": API_VERSION,
             "kind": KIND,
-            "metadata": {"name": name, "labels": LABELS, "annotations": {SUBMITTED_AT: iso(utcnow())}},
+            "metadata": {"name": name, "labels": LABELS, "annotations": {SUBMITTED_AT_ANNOTATION: iso(utcnow())}},
             "spec": {
                 "language": language.name,
                 "code": code,

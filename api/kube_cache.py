@@ -25,10 +25,8 @@ from pydantic import ValidationError
 from monaco.api.backend import QueueFull
 from monaco.api.metrics import Metrics
 from monaco.core.models import Outcome, Status, SubmissionView, Verdict, utcnow
+from monaco.core.resource import SUBMITTED_AT_ANNOTATION
 
-# creationTimestamp has whole seconds; the API writes this (ms) at submit time, so that the queuedAt
-# of a pending submission is the same on every replica and in the submit's own answer.
-SUBMITTED_AT = "monaco.dev/submitted-at"
 TOMBSTONE_SECONDS = 3600.0
 CANCELLED = "cancelled by request"
 _PHASES = {s.value: s for s in Status}
@@ -48,9 +46,11 @@ def read_resource(obj: dict[str, Any]) -> tuple[str, SubmissionView, bool]:
     st = obj.get("status") or {}
     name = str(meta.get("name", ""))
     phase = _PHASES.get(st.get("phase") or "", Status.PENDING)
+    # creationTimestamp has whole seconds; the API writes the annotation (ms) at submit time, so that a
+    # pending submission's queuedAt is the same on every replica and in the submit's own answer.
     queued_at = (
         _time(st.get("queuedAt"))
-        or _time((meta.get("annotations") or {}).get(SUBMITTED_AT))
+        or _time((meta.get("annotations") or {}).get(SUBMITTED_AT_ANNOTATION))
         or _time(meta.get("creationTimestamp"))
         or utcnow()
     )

@@ -13,6 +13,8 @@ import contextlib
 import copy
 import functools
 import json
+import math
+import re
 import socket
 import threading
 import time
@@ -32,6 +34,7 @@ from monaco.api.app import create_app
 from monaco.api.backend import NotCancellable, QueueFull, StoreUnavailable
 from monaco.api.kube import KubernetesBackend
 from monaco.api.metrics import Metrics
+from monaco.core import crd
 from monaco.core.models import Limits, Status, Verdict
 from monaco.core.settings import Settings
 
@@ -45,6 +48,31 @@ LIMITS = Limits(timeout_seconds=5, memory_mb=128)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def schema_errors(value: Any, schema: dict[str, Any], path: str) -> list[dict[str, str]]:
+    """The causes the API server would give for `value`, for the parts of OpenAPI the CRD uses."""
+    kinds = {"object": dict, "string": str, "integer": int, "number": (int, float), "boolean": bool}
+    kind = schema.get("type")
+    if kind and (not isinstance(value, kinds[kind]) or (kind != "boolean" and isinstance(value, bool))):
+        return [{"field": path, "message": f"Invalid value: must be of type {kind}"}]
+    causes = []
+    if isinstance(value, dict):
+        causes += [{"field": f"{path}.{k}", "message": "Required value"} for k in schema.get("required", [])
+                   if k not in value]  # fmt: skip
+        for k, sub in schema.get("properties", {}).items():
+            if k in value:
+                causes += schema_errors(value[k], sub, f"{path}.{k}")
+    if isinstance(value, str):
+        if len(value.encode()) > schema.get("maxLength", math.inf):
+            causes.append({"field": path, "message": f"Too long: may not be more than {schema['maxLength']} bytes"})
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            causes.append({"field": path, "message": f"Invalid value: should match '{schema['pattern']}'"})
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
+        if value < low or value > high or (schema.get("exclusiveMinimum") and value == low):
+            causes.append({"field": path, "message": f"Invalid value: {value}: out of range"})
+    return causes
 
 
 def _status_body(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
@@ -189,8 +217,8 @@ class FakeApiServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self._route("POST") is None:
                     return
-                if not body.get("spec", {}).get("code"):
-                    causes = [{"field": "spec.code", "message": "Required value"}]
+                causes = schema_errors(body.get("spec"), crd.spec_schema(), "spec")
+                if causes:  # the CRD's own schema, as the API server would apply it
                     self._send(422, _status_body(422, "Invalid", "CodeSubmission is invalid", causes=causes))
                     return
                 with fake.cond:
@@ -458,9 +486,10 @@ async def test_queue_size_is_enforced_from_the_cache(fake: FakeApiServer) -> Non
 
 async def test_a_validation_error_of_the_api_server_is_a_value_error(fake: FakeApiServer) -> None:
     async with started(fake) as backend:
-        with pytest.raises(ValueError, match=r"spec\.code: Required value"):
-            await python(backend, code="")
+        with pytest.raises(ValueError, match=r"^spec\.code: Too long: may not be more than 65536 bytes$"):
+            await python(backend, code="x" * 70_000)
         assert fake.objects == {}
+        assert (await backend.stats()).queue_length == 0
 
 
 async def test_a_server_error_is_store_unavailable_and_nothing_is_left_behind(fake: FakeApiServer) -> None:
