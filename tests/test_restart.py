@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,43 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import free_port, server
+
 pytestmark = [pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server(data_dir: Path, port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MONACO_", "PORT", "MAX_WORKERS"))}
-    environ.update({"MONACO_DATA_DIR": str(data_dir), "PORT": str(port), **env})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monaco.core.cli", "serve"],
-        env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-            time.sleep(0.05)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        if proc.stderr:
-            proc.stderr.close()
 
 
 def _wait_until(predicate: Any, timeout: float, what: str) -> None:
@@ -76,7 +38,7 @@ def data_dir() -> Iterator[Path]:
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_work_queued_and_running_survives_a_restart(data_dir: Path, how: signal.Signals) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     long_run = {"code": "import time\ntime.sleep(1.5)\nprint('long')", "timeoutSeconds": 10}
     with server(data_dir, port, MAX_WORKERS="1") as proc:
@@ -117,7 +79,7 @@ def test_work_queued_and_running_survives_a_restart(data_dir: Path, how: signal.
 
 
 def test_a_run_interrupted_twice_ends_as_system_error(data_dir: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     sid = ""
     for _ in range(2):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation.case import Case
 
-from tests.test_restart import _free_port, server
+from tests.support import free_port, server
 
 pytestmark = [pytest.mark.slow]
 
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow]
 def base_url() -> Iterator[str]:
     data_dir = Path("/var/lib/monaco-test") / uuid.uuid4().hex
     data_dir.mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     try:
         with server(data_dir, port, MAX_WORKERS="2", QUEUE_SIZE="20"):
             yield f"http://127.0.0.1:{port}"

@@ -1,0 +1,75 @@
+"""Both ways of building the local sandbox (the nsrun launcher, and unshare + mount + setpriv) isolate alike."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monaco.api.local.sandbox import Sandbox, SandboxUnavailable
+from monaco.core.envelope import decide
+from monaco.core.models import Limits, Verdict
+from monaco.core.settings import Settings
+
+PROBE = """
+import os, socket
+print("uid", os.getuid())
+print("pids", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+print("ifaces", sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:]))
+s = socket.socket()
+s.settimeout(1)
+try:
+    s.connect(("127.0.0.1", 22))
+    print("net", "open")
+except OSError as e:
+    print("net", type(e).__name__)
+print("env", sorted(k for k in os.environ if not k.startswith("MONACO_")))
+open("/tmp/x", "w").write("x")
+print("home-writable", os.access("/root", os.W_OK))
+"""
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path("/var/lib/monaco-test") / uuid.uuid4().hex
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the launcher modes need root")
+@pytest.mark.parametrize(("setting", "mode"), [("auto", "nsrun"), ("unshare", "unshare-root")])
+def test_modes_isolate_alike(data_dir: Path, setting: str, mode: str) -> None:
+    settings = Settings(data_dir=data_dir, sandbox=setting)
+    sandbox = Sandbox(settings)
+    sandbox.prepare()
+    assert sandbox.mode == mode
+    python = settings.registry.get("python")
+    assert python is not None
+    base = sandbox.workspace("probe", PROBE, "", python)
+    ran = asyncio.run(sandbox.run_phase(base, python, "run", Limits(timeout_seconds=5, memory_mb=100), slot=1))
+    sandbox.cleanup(base)
+    sandbox.close()
+    assert ran.result is not None, ran.error
+    outcome = decide(None, ran.result, oom_killed=ran.oom_killed, memory_kb=ran.memory_kb)
+    assert outcome.verdict is Verdict.OK, outcome
+    lines = dict(line.split(" ", 1) for line in outcome.output.splitlines())
+    assert lines["uid"] == str(settings.sandbox_uid_base + 1)
+    pids = eval(lines["pids"])  # a list of ints printed by the probe
+    assert pids[0] == 1 and len(pids) <= 4  # its own PID namespace: the runner (1), timeout, sh/python
+    assert lines["ifaces"] == "['lo']"
+    assert lines["net"] in ("ConnectionRefusedError", "OSError") or "Unreachable" in lines["net"]
+    # the shell adds PWD and OLDPWD; nothing of the server's environment is there
+    assert lines["env"] == "['HOME', 'LANG', 'OLDPWD', 'PATH', 'PWD', 'TMPDIR']"
+    assert lines["home-writable"] == "False"
+    assert outcome.memory_kb and outcome.memory_kb > 1000
+
+
+def test_a_sandbox_dir_under_tmp_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SandboxUnavailable, match="under /tmp"):
+        Sandbox(Settings(data_dir=Path("/var/lib/monaco-test/x"), sandbox_dir=tmp_path)).prepare()
