@@ -19,7 +19,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-PY=/usr/bin/python3
+# -I: never put the current dir on sys.path (the repo root has an operator/ folder that would shadow
+# the standard library's operator module) and ignore PYTHON* variables.
+PY="/usr/bin/python3 -I"
 SUITE=bookworm
 CACHE=${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}/images
 JOBS=${MONACO_IMAGES_JOBS:-2}
@@ -55,8 +57,7 @@ ensure_host_tools() {
 	command -v debootstrap >/dev/null || missing+=(debootstrap)
 	command -v gcc >/dev/null || missing+=(gcc)
 	[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
-	"$PY" -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
-	"$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+	$PY -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 	command -v flock >/dev/null || missing+=(util-linux)
 	[ ${#missing[@]} = 0 ] && return 0
 	log "installing host tools: ${missing[*]}"
@@ -67,7 +68,7 @@ ensure_host_tools() {
 
 # The host's Debian mirror and security mirror, read from its apt sources (never hard-coded).
 read_mirrors() {
-	"$PY" - <<'EOF'
+	$PY - <<'EOF'
 import glob, re
 main = sec = None
 def take(uri, suites):
@@ -145,6 +146,7 @@ mount_into() { # mount_into ROOTFS: /proc and the apt archive cache of this imag
 unmount_all() {
 	local i
 	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		mountpoint -q "${MOUNTS[i]}" || continue
 		umount "${MOUNTS[i]}" || umount -l "${MOUNTS[i]}"
 	done
 	MOUNTS=()
@@ -263,7 +265,7 @@ EXCLUDES=(--exclude 'proc/*' --exclude 'sys/*' --exclude 'dev/*' --exclude 'var/
 pack() { # pack NAME ROOTFS OUT [mkoci args...]
 	local name=$1 root=$2 out=$3
 	shift 3
-	"$PY" "$HERE/mkoci.py" "$root" "$out.part" --name "${REF[$name]}" --level "$GZIP_LEVEL" \
+	$PY "$HERE/mkoci.py" "$root" "$out.part" --name "${REF[$name]}" --level "$GZIP_LEVEL" \
 		"${EXCLUDES[@]}" "$@" >"$out.json.part"
 	mv "$out.json.part" "$out.json"
 	mv "$out.part" "$out"
@@ -289,11 +291,9 @@ build_pause() {
 	pack pause "$tmp/rootfs" "$out" --entrypoint '["/pause"]' --user 65535:65535 --mtime 0
 }
 
-build_debian() { # build_debian NAME OUT: base + packages + the image's own step
-	local name=$1 out=$2 tmp root
-	tmp=$(mktemp -d "$CACHE/oci/.tmp.$name.XXXXXX")
-	TMPS+=("$tmp")
-	root=$tmp/rootfs
+# A rootfs of the base with the image's packages installed; left mounted (/proc, apt archives).
+prepare_rootfs() { # prepare_rootfs NAME ROOT TMP
+	local name=$1 root=$2 tmp=$3
 	mkdir -p "$root"
 	tar -C "$root" --numeric-owner --xattrs -xpf "$BASE_TAR"
 	cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
@@ -308,8 +308,20 @@ build_debian() { # build_debian NAME OUT: base + packages + the image's own step
 			die "$name: apt-get install ${PKGS[$name]} failed"
 		}
 	fi
+}
+
+build_debian() { # build_debian NAME OUT: base + packages + the image's own step
+	local name=$1 out=$2 tmp root
+	tmp=$(mktemp -d "$CACHE/oci/.tmp.$name.XXXXXX")
+	TMPS+=("$tmp")
+	root=$tmp/rootfs
 	local -a cfg=()
-	"post_$name" "$root" "$tmp"
+	if [ "$name" = monaco ]; then
+		monaco_rootfs "$root" "$tmp"
+	else
+		prepare_rootfs "$name" "$root" "$tmp"
+		"post_$name" "$root" "$tmp"
+	fi
 	unmount_all
 	strip_rootfs "$root"
 	pack "$name" "$root" "$out" "${cfg[@]}"
@@ -335,35 +347,69 @@ post_node() {
 	cfg=("${LANG_ENV[@]}")
 }
 
-# The api/operator image: Debian's python3 plus a wheel of the working tree and its dependencies.
-post_monaco() {
-	local root=$1 tmp=$2 src=$2/src plats=() v
+# The api/operator image: Debian's python3, the dependencies of the monaco distribution (resolved from
+# pyproject.toml) and a wheel of the working tree. Two stages: the rootfs with python3 and the
+# dependencies is cached as a tar keyed by the dependency list, so a code change only rebuilds the
+# wheel and repacks (seconds), and a dependency change reinstalls them.
+MANYLINUX=(--platform manylinux2014_x86_64)
+for v in $(seq 17 36); do MANYLINUX+=(--platform "manylinux_2_${v}_x86_64"); done # bookworm: glibc 2.36
+pip_target() { # pip_target ROOT TMP LOG ARGS...: pip install cp311 manylinux wheels into ROOT/opt/monaco/site
+	local root=$1 tmp=$2 logf=$3
+	shift 3
+	# pip runs from the temp dir and with -I: the repo root must never be on sys.path.
+	(cd "$tmp" && $PY -m pip install -q --no-compile --target "$root/opt/monaco/site" --python-version 3.11 \
+		--implementation cp --only-binary=:all: "${MANYLINUX[@]}" "$@") >"$logf" 2>&1 || {
+		tail -n 30 "$logf" >&2
+		die "monaco: pip install $* failed"
+	}
+	rm -rf "$root/opt/monaco/site/bin"
+}
+monaco_deps() { # the dependency list of pyproject.toml, one per line
+	$PY -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
+		"$REPO/pyproject.toml"
+}
+monaco_rootfs() { # monaco_rootfs ROOT TMP: fills cfg
+	local root=$1 tmp=$2 src=$2/src deps key deps_tar
+	deps=$(monaco_deps) || die "monaco: cannot read the dependencies from $REPO/pyproject.toml"
+	key=$(printf '%s\n' "$SCRIPT_KEY" "$(base_key)" "${PKGS[monaco]}" "$deps" | sha)
+	deps_tar=$CACHE/base/monaco-deps-$key.tar
+	if [ -f "$deps_tar" ]; then
+		mkdir -p "$root"
+		tar -C "$root" --numeric-owner --xattrs -xpf "$deps_tar"
+		mkdir -p "$root/proc"
+		mount -t proc proc "$root/proc"
+		MOUNTS+=("$root/proc")
+	else
+		log "monaco: installing python3 and the dependencies ($(echo "$deps" | wc -l) requirements)"
+		prepare_rootfs monaco "$root" "$tmp"
+		mapfile -t reqs <<<"$deps"
+		pip_target "$root" "$tmp" "$tmp/pip-deps.log" "${reqs[@]}"
+		# Byte-compile with the image's own interpreter (the timestamps stay valid: mkoci.py keeps mtimes).
+		in_chroot "$root" python3 -m compileall -q -j0 /opt/monaco/site >/dev/null
+		in_chroot "$root" env PYTHONPATH=/opt/monaco/site python3 -c \
+			'import starlette, uvicorn, kopf, kubernetes, pydantic, pydantic_settings, prometheus_client, yaml' ||
+			die "monaco: the dependencies do not import"
+		echo "monaco:x:65532:65532:monaco:/tmp:/usr/sbin/nologin" >>"$root/etc/passwd"
+		echo "monaco:x:65532:" >>"$root/etc/group"
+		umount "$root/var/cache/apt/archives"
+		strip_rootfs "$root"
+		tar -C "$root" --numeric-owner --xattrs --one-file-system --exclude='./proc/*' -cf "$tmp/deps.tar" .
+		mv "$tmp/deps.tar" "$deps_tar"
+		find "$CACHE/base" -maxdepth 1 -name 'monaco-deps-*.tar' ! -name "$(basename "$deps_tar")" -delete
+	fi
 	mkdir -p "$src" "$tmp/wheel"
+	# shellcheck disable=SC2046
 	(cd "$REPO" && tar -cf - --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
 		pyproject.toml core api operator $(ls README* LICENSE* 2>/dev/null)) | tar -C "$src" -xf -
 	# pyproject.toml names README.md as the long description; a tree without one still builds.
 	[ -e "$src/README.md" ] || echo "Monaco" >"$src/README.md"
 	log "monaco: building the wheel of $REPO"
-	"$PY" -m pip wheel -q --no-deps -w "$tmp/wheel" "$src" >"$tmp/wheel.log" 2>&1 || {
+	(cd "$tmp" && $PY -m pip wheel -q --no-deps -w "$tmp/wheel" "$src") >"$tmp/wheel.log" 2>&1 || {
 		tail -n 30 "$tmp/wheel.log" >&2
 		die "monaco: pip wheel failed"
 	}
-	plats=(--platform manylinux2014_x86_64)
-	for v in $(seq 17 36); do plats+=(--platform "manylinux_2_${v}_x86_64"); done
-	log "monaco: pip install --target /opt/monaco/site (cp311 manylinux wheels)"
-	"$PY" -m pip install -q --no-compile --target "$root/opt/monaco/site" --python-version 3.11 \
-		--implementation cp --only-binary=:all: "${plats[@]}" "$tmp"/wheel/*.whl >"$tmp/pip.log" 2>&1 || {
-		tail -n 30 "$tmp/pip.log" >&2
-		die "monaco: pip install failed"
-	}
-	rm -rf "$root/opt/monaco/site/bin"
-	# Byte-compile with the image's own interpreter (timestamps match: mkoci.py keeps mtimes).
-	in_chroot "$root" python3 -m compileall -q -j0 /opt/monaco/site >/dev/null
-	echo "monaco:x:65532:65532:monaco:/tmp:/usr/sbin/nologin" >>"$root/etc/passwd"
-	echo "monaco:x:65532:" >>"$root/etc/group"
-	in_chroot "$root" env PYTHONPATH=/opt/monaco/site python3 -c \
-		'import starlette, uvicorn, kopf, kubernetes, pydantic, pydantic_settings, prometheus_client, yaml' ||
-		die "monaco: the dependencies do not import"
+	pip_target "$root" "$tmp" "$tmp/pip.log" --no-deps "$tmp"/wheel/*.whl
+	in_chroot "$root" python3 -m compileall -q /opt/monaco/site/monaco >/dev/null
 	if [ -f "$REPO/core/__init__.py" ]; then
 		in_chroot "$root" env PYTHONPATH=/opt/monaco/site python3 -c 'import monaco.core' ||
 			die "monaco: 'import monaco.core' fails in the image"

@@ -27,7 +27,7 @@ shift
 ctr_() { "$CTR" --address "$SOCK" --namespace k8s.io "$@"; }
 
 field() { # field JSON-FILE KEY
-	/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+	/usr/bin/python3 -I -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
 }
 
 present() { # present REF MANIFEST-DIGEST DIFF-ID: image there with that digest, and unpacked
