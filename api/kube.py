@@ -229,7 +229,6 @@ class KubernetesBackend:
         while not self._stopping.is_set():
             try:
                 version = self._relist()
-                self.cache.observing = True
                 self._synced.set()
                 self._failure, delay = "", 0.5
                 self._attempted.set()

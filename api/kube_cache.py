@@ -93,7 +93,9 @@ class ViewCache:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.observing = False  # what had finished before the first list was counted by whoever saw it
+        # Submissions accepted here and not yet counted as finished. Each replica counts only its own, as
+        # the local back end does, so that the counters of all replicas add up to the true totals.
+        self.mine: set[str] = set()
         self.lock = threading.Lock()
         self.views: dict[str, SubmissionView] = {}
         self.counts: Counter[Status] = Counter()  # of the views, kept as they change
@@ -154,8 +156,12 @@ class ViewCache:
         """Show a submission the API server accepted at once, before the watch brings it."""
         with self.lock:
             self.creating -= 1
+            self.mine.add(name)
             if name in self.views:  # the watch was faster
-                return self.views[name]
+                known = self.views[name]
+                if known.status.finished:
+                    self._count(name, known)
+                return known
             self._set(name, view)
             self.unconfirmed[name] = time.monotonic()
             return view
@@ -246,13 +252,19 @@ class ViewCache:
             if view.started_at and view.completed_at:
                 spent = (view.completed_at - view.started_at).total_seconds()
                 self.run_seconds = 0.8 * self.run_seconds + 0.2 * max(spent, 0.1)
-            if self.observing:
-                self.metrics.observe_finished(view)
+            self._count(name, view)
+
+    def _count(self, name: str, view: SubmissionView) -> None:
+        if name in self.mine:
+            self.mine.discard(name)
+            self.metrics.observe_finished(view)
 
     def _set(self, name: str, view: SubmissionView | None) -> None:
         """The one place a view changes, so that the counts, the output budget and the gauges follow."""
         before = self.views.pop(name, None)
         if before is not None:
+            if view is None:
+                self.mine.discard(name)
             self.counts[before.status] -= 1
             self.output_chars -= self.outputs.pop(name, 0)
             self.stripped.discard(name)

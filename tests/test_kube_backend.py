@@ -466,7 +466,7 @@ async def test_the_first_list_is_paged_and_maps_every_field(fake: FakeApiServer)
         assert failed.status is Status.FAILED and failed.outcome.verdict is Verdict.COMPILE_ERROR
         assert failed.outcome.compile_output == "x.c:1: error" and failed.outcome.compile_ms == 80.0
         assert failed.outcome.truncated and failed.result_body()["message"] == "no"
-        # Finished before this process started: counted by whoever saw it finish, not again here.
+        # Accepted by another replica (or an earlier process): counted there, not again here.
         assert finished_total(backend, "ok") == 0
 
 
@@ -630,19 +630,24 @@ async def test_tombstones_are_forgotten_after_their_time(fake: FakeApiServer, mo
 
 async def test_410_gone_makes_it_list_again(fake: FakeApiServer) -> None:
     fake.add("lost-while-away", {"phase": "running"})
-    fake.add("finished-while-away", {"phase": "running"})
+    fake.add("theirs-finished-while-away", {"phase": "running"})
     async with started(fake) as backend:
         assert fake.count("GET", watch=False) == 1
+        mine = await python(backend)
+        await caught_up(backend, fake)
 
         def behind_the_watchs_back() -> None:
             del fake.objects["lost-while-away"]
-            fake.objects["finished-while-away"]["status"] = {"phase": "failed", "verdict": "timeout"}
+            for name in (mine, "theirs-finished-while-away"):
+                fake.objects[name]["status"] = {"phase": "failed", "verdict": "timeout"}
 
         fake.compact(behind_the_watchs_back)
         await eventually(lambda: fake.count("GET", watch=False) == 2, "a second list")
-        await eventually(lambda: _status(backend, "finished-while-away", Status.FAILED), "the relisted status")
+        await eventually(lambda: _status(backend, mine, Status.FAILED), "the relisted status")
+        assert _status(backend, "theirs-finished-while-away", Status.FAILED)
         lost = await backend.get("lost-while-away")
         assert lost is not None and lost.outcome is not None and lost.outcome.verdict is Verdict.CANCELLED
+        # Each replica counts the submissions it accepted, so that the replicas' counters add up.
         assert finished_total(backend, "timeout") == 1
 
         await caught_up(backend, fake)  # and it watches again from the new list
