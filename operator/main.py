@@ -147,7 +147,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """kopf's own settings: monaco-prefixed annotations, no peering, prompt event handling."""
+    """kopf's own settings: monaco-prefixed annotations, no peering, warnings posted as events."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=r.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=r.GROUP, key="last-handled-configuration"
@@ -155,8 +155,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = f"{r.GROUP}/operator"
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING
-    # Events of one object arriving within this window are handled once, with the latest state.
-    settings.batching.batch_window = 0.05
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

@@ -8,7 +8,6 @@ import pytest
 
 from monaco.core.settings import Settings
 from monaco.operator.admission import Admission, Indexes, occupied, plan, waiting
-from monaco.operator.cluster import Cluster
 from tests.operator.conftest import Clock, FakeCluster, container_status, indexes, job, pod, submission
 
 
@@ -179,12 +178,6 @@ async def test_inflight_expires_if_the_index_never_shows_it(settings: Settings, 
     clock.advance(31)
     admission.prune(indexes())
     assert admission.inflight == {}
-
-
-def test_fake_cluster_has_the_real_clusters_methods() -> None:
-    real = {n for n in dir(Cluster) if not n.startswith("_")}
-    fake = {n for n in dir(FakeCluster) if not n.startswith("_")}
-    assert real <= fake | {"namespace"}
 
 
 @pytest.mark.anyio
