@@ -1,0 +1,374 @@
+"""Monaco on a real cluster: installed with its Helm chart, reached through its Service, real Jobs.
+
+The module installs the chart once (release `monaco-e2e` in namespace `monaco-e2e`), runs the product
+tests against it, then upgrades it with new values and uninstalls it — in that order, so the last
+tests prove what the first ones left behind. Values: MONACO_E2E_VALUES (default: the local-cluster
+overlay helm/values-local.yaml, which uses the locally built images and adds JavaScript).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "helm" / "monaco"
+RELEASE = "monaco-e2e"
+NAMESPACE = "monaco-e2e"
+SANDBOX_NS = f"{RELEASE}-sandbox"
+VALUES = os.environ.get("MONACO_E2E_VALUES", str(REPO / "helm" / "values-local.yaml"))
+MAX_WORKERS = 3
+
+pytestmark = pytest.mark.e2e
+
+
+def helm_binary() -> str:
+    found = os.environ.get("HELM") or shutil.which("helm")
+    if not found:
+        pytest.fail("helm is not on PATH; run the suite through `make e2e` or e2e/cluster/run-in-cluster.sh")
+    return found
+
+
+def helm(*args: str, timeout: float = 600) -> str:
+    proc = subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---- the release ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def release(kubectl: Any) -> Iterator[None]:
+    kubectl.run("delete", "namespace", NAMESPACE, SANDBOX_NS, "--ignore-not-found", "--wait", timeout=300)
+    helm(
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        "-f",
+        VALUES,
+        "--set",
+        f"maxWorkers={MAX_WORKERS}",
+        "--wait",
+        "--timeout",
+        "300s",
+    )
+    yield
+    # The lifecycle test at the end uninstalls; make sure nothing is left if it did not get there.
+    subprocess.run([helm_binary(), "uninstall", RELEASE, "-n", NAMESPACE, "--wait"], capture_output=True)
+    kubectl.run("delete", "namespace", NAMESPACE, SANDBOX_NS, "--ignore-not-found", "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def api(release: None, kubectl: Any) -> Iterator[httpx.Client]:
+    svc = kubectl.json("get", "service", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=api")["items"][0]
+    base = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+    with httpx.Client(base_url=base, timeout=60) as client:
+        wait_for(lambda: _ready(client), 120, "the API to be ready")
+        yield client
+
+
+def _ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def run(api: httpx.Client, language: str, code: str, stdin: str = "", **limits: Any) -> dict[str, Any]:
+    body = {"language": language, "code": code, "input": stdin, **limits}
+    r = api.post("/submit", params={"wait": 60}, json=body)
+    assert r.status_code in (200, 202), r.text
+    sid = r.json()["id"]
+    return finished(api, sid)
+
+
+def finished(api: httpx.Client, sid: str, timeout: float = 240) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body = api.get("/result", params={"id": sid}).json()
+        return body if body["status"] in ("completed", "failed") else None
+
+    result: dict[str, Any] = wait_for(done, timeout, f"submission {sid} to finish", 0.3)
+    return result
+
+
+# ---- programs through the real path ------------------------------------------------------------
+HELLO = {
+    "python": "import sys\nprint('hello', sys.stdin.read().strip())",
+    "java": (
+        "import java.util.*;\npublic class Solution { public static void main(String[] a) {"
+        ' Scanner s = new Scanner(System.in); System.out.println("hello " + s.nextLine()); } }'
+    ),
+    "c": '#include <stdio.h>\nint main(){char b[64]; if(!fgets(b,64,stdin)) return 1; printf("hello %s", b);}',
+    "cpp": (
+        "#include <iostream>\n#include <string>\n#include <utility>\n"
+        "int main(){std::string s; std::getline(std::cin,s);"
+        " auto [a, b] = std::pair<std::string, int>{\"hello\", 1}; std::cout << a << ' ' << s << std::endl;}"
+    ),
+}
+
+
+@pytest.mark.parametrize("language", ["python", "java", "c", "cpp"])
+def test_each_language_runs_with_stdin(api: httpx.Client, language: str) -> None:
+    result = run(api, language, HELLO[language], "world\n")
+    assert result["verdict"] == "ok", result
+    assert result["status"] == "completed"
+    assert result["output"] == "hello world\n"
+    assert result["exitCode"] == 0
+    # measured in the sandbox in ms, not Kubernetes' whole seconds
+    assert 0 < result["executionTime"] < 10_000 and result["executionTime"] != int(result["executionTime"])
+    assert result["memoryKb"] and result["memoryKb"] > 0
+
+
+def test_a_language_added_by_values_only(api: httpx.Client) -> None:
+    names = [lang["name"] for lang in api.get("/languages").json()["languages"]]
+    if "javascript" not in names:
+        pytest.skip("the values in use add no javascript language")
+    result = run(api, "javascript", "const s = require('fs').readFileSync(0, 'utf8'); console.log(s.trim() * 2)", "21")
+    assert result["verdict"] == "ok", result
+    assert result["output"] == "42\n"
+
+
+def test_compile_error(api: httpx.Client) -> None:
+    result = run(api, "c", "int main() { return undeclared_name; }")
+    assert result["verdict"] == "compile_error", result
+    assert "undeclared_name" in result["compileOutput"]
+
+
+def test_runtime_error_keeps_exit_code_and_stderr(api: httpx.Client) -> None:
+    result = run(api, "python", "import sys\nprint('partial')\nsys.stderr.write('boom\\n')\nsys.exit(3)")
+    assert result["verdict"] == "runtime_error" and result["exitCode"] == 3
+    assert result["output"] == "partial\n" and "boom" in result["stderr"]
+
+
+def test_timeout(api: httpx.Client) -> None:
+    result = run(api, "python", "while True: pass", timeoutSeconds=2)
+    assert result["verdict"] == "timeout", result
+    assert 2000 <= result["executionTime"] < 10_000
+
+
+def test_memory_bomb(api: httpx.Client) -> None:
+    result = run(api, "python", "x = []\nwhile True: x.append(bytearray(10 * 1024 * 1024))")
+    assert result["verdict"] == "memory_limit", result
+
+
+def test_fork_bomb_is_contained(api: httpx.Client) -> None:
+    result = run(api, "c", "#include <unistd.h>\nint main(){ for(;;) fork(); }", timeoutSeconds=3)
+    assert result["verdict"] in ("timeout", "runtime_error", "memory_limit"), result
+    after = run(api, "python", "print('still serving')")
+    assert after["verdict"] == "ok" and after["output"] == "still serving\n"
+
+
+def test_output_flood_is_cut(api: httpx.Client) -> None:
+    result = run(api, "python", "while True: print('x' * 1000)")
+    assert result["verdict"] == "output_limit", result
+    assert result["truncated"] is True
+    assert len(result["output"]) == 65536
+
+
+def test_sandbox_reaches_neither_the_api_nor_kubernetes(api: httpx.Client, kubectl: Any) -> None:
+    svc = kubectl.json("get", "service", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=api")["items"][0]
+    kube = kubectl.json("get", "service", "kubernetes", "-n", "default")
+    targets = [(svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"]), (kube["spec"]["clusterIP"], 443)]
+    code = (
+        "import socket\n"
+        f"for host, port in {targets!r}:\n"
+        "    s = socket.socket(); s.settimeout(3)\n"
+        "    try:\n"
+        "        s.connect((host, port)); print(host, 'OPEN')\n"
+        "    except OSError as e:\n"
+        "        print(host, 'refused', type(e).__name__)\n"
+    )
+    result = run(api, "python", code)
+    assert result["verdict"] == "ok", result
+    lines = result["output"].splitlines()
+    assert len(lines) == 2 and all("refused" in line for line in lines), lines
+    # and the same code outside a sandbox does reach the API (the test is not passing on a dead network)
+    assert api.get("/healthz").status_code == 200
+
+
+def test_contract_errors(api: httpx.Client) -> None:
+    assert api.post("/submit", content=b"{nope", headers={"content-type": "application/json"}).status_code == 400
+    r = api.post("/submit", json={"language": "cobol", "code": "x"})
+    assert r.status_code == 400 and "choose one of" in r.json()["error"]
+    assert api.post("/submit", json={"language": "python", "code": "#" * 70000}).status_code == 413
+    assert api.get("/status").status_code == 400
+    assert api.get("/status", params={"id": "does-not-exist"}).status_code == 404
+    stats = api.get("/queue-stats").json()
+    assert stats["queue_stats"]["max_workers"] == MAX_WORKERS
+    assert set(stats["queue_stats"]) == {"queue_length", "max_workers", "running_jobs"}
+
+
+def test_cancel(api: httpx.Client) -> None:
+    sid = api.post("/submit", json={"language": "python", "code": "import time; time.sleep(25)", "timeoutSeconds": 30})
+    sid = sid.json()["id"]
+    r = api.delete(f"/submissions/{sid}")
+    assert r.status_code == 200, r.text
+    result = api.get("/result", params={"id": sid}).json()
+    assert result["status"] == "failed" and result["verdict"] == "cancelled"
+
+
+def test_kubectl_shows_the_columns(api: httpx.Client, kubectl: Any) -> None:
+    run(api, "python", "print(1)")
+    table = kubectl("get", "codesubmissions", "-n", SANDBOX_NS)
+    header = table.splitlines()[0].split()
+    assert header[:1] == ["NAME"]
+    for column in ("LANGUAGE", "STATUS", "VERDICT", "AGE"):
+        assert column in header, header
+    assert any(c.startswith("TIME") for c in header), header
+    assert "python" in table and "completed" in table
+    assert kubectl("get", "csub", "-n", SANDBOX_NS)  # the short name
+
+
+def _sandbox_pods(kubectl: Any) -> int:
+    pods = kubectl.json("get", "pods", "-n", SANDBOX_NS, "-l", "app.kubernetes.io/component=sandbox")["items"]
+    return sum(1 for p in pods if p["status"].get("phase") in ("Pending", "Running"))
+
+
+def _operator_running(kubectl: Any) -> bool:
+    pods = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"]
+    return any(
+        p["status"].get("phase") == "Running"
+        and not p["metadata"].get("deletionTimestamp")
+        and all(c.get("ready") for c in p["status"].get("containerStatuses", []))
+        for p in pods
+    )
+
+
+def test_burst_of_50_never_exceeds_max_workers_and_survives_operator_kills(api: httpx.Client, kubectl: Any) -> None:
+    ids = []
+    for i in range(50):
+        r = api.post("/submit", json={"language": "python", "code": f"import time; time.sleep(0.5); print({i})"})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _sandbox_pods(kubectl))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        for _ in range(2):  # kill the operator twice while the burst runs
+            wait_for(lambda: _operator_running(kubectl), 180, "an operator pod to run")
+            wait_for(lambda: _sandbox_pods(kubectl) > 0, 120, "sandbox pods to run")
+            kubectl(
+                "delete",
+                "pod",
+                "-n",
+                NAMESPACE,
+                "-l",
+                "app.kubernetes.io/component=operator",
+                "--grace-period=0",
+                "--force",
+                "--wait=false",
+            )
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda sid: finished(api, sid, 600), ids))
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert [r["output"] for r in results] == [f"{i}\n" for i in range(50)]
+    assert all(r["verdict"] == "ok" for r in results)
+    assert peak <= MAX_WORKERS, f"saw {peak} sandbox pods at once"
+    # exactly once: every resource finished once, and no Job or pod of theirs is left running
+    wait_for(lambda: _sandbox_pods(kubectl) == 0, 120, "no sandbox pod left")
+    jobs = kubectl.json("get", "jobs", "-n", SANDBOX_NS)["items"]
+    assert not [j for j in jobs if not j.get("status", {}).get("completionTime") and not j["status"].get("failed")]
+
+
+def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Any, release: None) -> None:
+    for values in (VALUES, str(REPO / "helm" / "values-all-on.yaml")):
+        rendered = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", values)
+        docs = [d for d in yaml.safe_load_all(rendered) if d]
+        assert len(docs) > 10
+        kubectl.run("apply", "--dry-run=server", "-f", "-", input=rendered)
+
+
+# ---- the lifecycle: upgrade with queued work, then uninstall --------------------------------------
+def test_upgrade_takes_effect_without_losing_queued_work(api: httpx.Client, kubectl: Any) -> None:
+    ids = [
+        api.post("/submit", json={"language": "python", "code": f"import time; time.sleep(1); print({i})"}).json()["id"]
+        for i in range(8)
+    ]
+    helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NAMESPACE,
+        "-f",
+        VALUES,
+        "--set",
+        "maxWorkers=1",
+        "--wait",
+        "--timeout",
+        "300s",
+    )
+    wait_for(
+        lambda: _ready(api) and api.get("/queue-stats").json()["queue_stats"]["max_workers"] == 1,
+        120,
+        "the API to report maxWorkers=1",
+    )
+    results = [finished(api, sid, 600) for sid in ids]
+    assert [r["output"] for r in results] == [f"{i}\n" for i in range(8)]
+    more = [
+        api.post("/submit", json={"language": "python", "code": "import time; time.sleep(1)"}).json()["id"]
+        for _ in range(4)
+    ]
+    peak = 0
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        peak = max(peak, _sandbox_pods(kubectl))
+        if all(api.get("/status", params={"id": s}).json()["status"] in ("completed", "failed") for s in more):
+            break
+    assert peak <= 1, f"saw {peak} sandbox pods with maxWorkers=1"
+
+
+def test_uninstall_leaves_only_the_crd(kubectl: Any, release: None) -> None:
+    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "300s")
+    left = kubectl.json(
+        "get",
+        "all,configmaps,roles,rolebindings,serviceaccounts,networkpolicies",
+        "-n",
+        NAMESPACE,
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE}",
+    )["items"]
+    assert left == [], [f"{o['kind']}/{o['metadata']['name']}" for o in left]
+    wait_for(
+        lambda: kubectl.run("get", "namespace", SANDBOX_NS, check=False).returncode != 0,
+        300,
+        "the sandbox namespace to be deleted",
+    )
+    crd = json.loads(kubectl("get", "crd", "codesubmissions.monaco.dev", "-o", "json"))
+    assert crd["spec"]["names"]["shortNames"] == ["csub"]  # kept, as the chart README says
