@@ -18,9 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+
 from monaco.api.app import create_app
 from monaco.core.settings import Settings
-from starlette.applications import Starlette
 
 # Sandboxes refuse dirs under /tmp, /var/tmp, /dev/shm (each sandbox covers them with a tmpfs), so the
 # tests' data dirs live here, one per test, removed afterwards.
@@ -35,10 +36,13 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    """A fresh data dir outside /tmp, removed after the test."""
-    TEST_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """A data dir outside /tmp that does not exist yet (the service creates it, as on a fresh install).
+
+    The parents are world-readable like /var/lib, so that whatever keeps a sandboxed program out of the
+    database and the other sandboxes is the service's own doing, not this fixture's.
+    """
+    TEST_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     path = TEST_ROOT / uuid.uuid4().hex
-    path.mkdir(mode=0o700)
     try:
         yield path
     finally:

@@ -6,7 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import run_program
+
+try:  # tests/ may or may not be a package
+    from tests.conftest import run_program
+except ImportError:
+    from conftest import run_program  # type: ignore[no-redef]
 
 pytestmark = [pytest.mark.anyio, pytest.mark.languages]
 
