@@ -25,9 +25,14 @@ setup: $(VENV)/.installed
 run: setup
 	$(VENV)/bin/monaco serve
 
+# mypy reads the package through a tree of directory links shaped like the installed package
+# (core/ -> monaco/core ...): the editable install's import hook is invisible to it.
+TYPECHECK := build/typecheck
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core api operator
+	@mkdir -p $(TYPECHECK)/monaco
+	@for d in core api operator; do ln -sfn ../../../$$d $(TYPECHECK)/monaco/$$d; done
+	cd $(TYPECHECK) && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p monaco
 
 unit: setup
 	$(PY) -m pytest tests

@@ -205,6 +205,7 @@ class Store:
     async def finish(self, view: SubmissionView) -> bool:
         """Record the end of a submission, once: a second finish of the same id changes nothing."""
         assert view.outcome is not None and view.completed_at is not None
+        completed, outcome = view.completed_at.isoformat(), view.outcome.model_dump_json()
 
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
@@ -212,8 +213,8 @@ class Store:
                 " WHERE id = ? AND status NOT IN ('completed', 'failed')",
                 (
                     view.status.value,
-                    view.completed_at.isoformat(),
-                    view.outcome.model_dump_json(),
+                    completed,
+                    outcome,
                     view.message,
                     view.started_at.isoformat() if view.started_at else None,
                     view.id,
