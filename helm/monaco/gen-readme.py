@@ -246,31 +246,31 @@ helm uninstall monaco -n monaco
 ```
 
 This deletes the API and operator (Deployments, Service, Ingress, HPA, PDB, ServiceAccounts), the
-languages ConfigMap, the NetworkPolicies (including the sandbox namespace's deny-all), and the Roles and
-RoleBindings. It leaves behind exactly:
+languages ConfigMap, the NetworkPolicies (including the sandbox namespace's deny-all), the Roles and
+RoleBindings and, with the default values, the sandbox namespace with every CodeSubmission in it (and
+so their Jobs, pods, ConfigMaps and NetworkPolicies, which they own). It leaves behind exactly:
 
 1. **The CRD** `codesubmissions.monaco.dev`: Helm never deletes what it installed from `crds/`.
-2. **The sandbox namespace and everything in it**, when the chart created it and
-   `sandbox.namespace.keep` is true (the default; Helm reports it as "kept due to the resource
-   policy"): the CodeSubmissions, and for a submission that was running at that moment its Job, pod,
-   ConfigMap and NetworkPolicy (owned by the CodeSubmission). With `keep: false` the namespace is
-   deleted, and with it every CodeSubmission. With `create: false` the namespace was never the
-   chart's and stays as it is, CodeSubmissions included.
-3. **The release namespace**, if `--create-namespace` created it (Helm never deletes namespaces it
+2. **The release namespace**, if `--create-namespace` created it (Helm never deletes a namespace it
    did not render).
 
-To remove everything, delete the submissions while the operator still runs (so that it can release
-them), then uninstall, then delete what is left:
+and, only when the values say so:
+
+3. **The sandbox namespace and everything in it** when `sandbox.namespace.keep: true` (Helm reports
+   it as "kept due to the resource policy"): the CodeSubmissions and, for a submission that was running
+   at that moment, its Job, pod, ConfigMap and NetworkPolicy. With `sandbox.namespace.create: false`
+   the namespace was never the chart's and stays as it is, CodeSubmissions included.
+
+To remove everything after an uninstall:
 
 ```sh
-kubectl -n monaco-sandbox delete codesubmissions --all
-helm uninstall monaco -n monaco
-kubectl delete namespace monaco-sandbox monaco
-kubectl delete crd codesubmissions.monaco.dev
+kubectl delete namespace monaco                    # if --create-namespace made it
+kubectl delete namespace monaco-sandbox            # if it was kept (keep: true) or given (create: false)
+kubectl delete crd codesubmissions.monaco.dev      # deletes every CodeSubmission left in any namespace
 ```
 
-If the operator is already gone and a CodeSubmission stays in `Terminating`, it still carries the
-operator's finalizer: remove it with
+The operator adds no finalizers today, so a namespace (or CRD) deletion never waits for it. Should a
+CodeSubmission ever stay in `Terminating` after the operator is gone, remove its finalizers:
 `kubectl -n monaco-sandbox patch codesubmission NAME --type=merge -p '{"metadata":{"finalizers":null}}'`.
 A kept namespace still carries the release's ownership annotations, so `helm install` with the same
 release name and namespace adopts it again; for another release, set `sandbox.namespace.create: false`
