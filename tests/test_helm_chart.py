@@ -543,7 +543,7 @@ def test_notes_tell_how_to_submit(helm: list[str], tmp_path: Path) -> None:
         'data:\n  notes: {{ tpl (.Files.Get "notes.txt") . | quote }}\n')
     for args, expect in (
         (["-n", NAMESPACE], ["port-forward svc/monaco-api 8080:80", 'deletes namespace "monaco-sandbox"']),
-        (["-f", str(VALUE_SETS["all-on"])], ["https://judge.example.com", 'keeps the CodeSubmission CRD and namespace']),
+        (["-f", str(VALUE_SETS["all-on"])], ["https://judge.example.com", 'keeps the CodeSubmission CRD']),
     ):
         out = run_helm(helm, "template", RELEASE, str(chart), "-s", "templates/zz-notes.yaml", *args).stdout
         notes = yaml.safe_load(out)["data"]["notes"]
