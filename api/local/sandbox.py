@@ -80,6 +80,7 @@ class Sandbox:
         self._runner = self.root_dir / "runner.sh"
         self._unshare = shutil.which("unshare") or "unshare"
         self._nsrun: Path | None = None
+        self._shell: Path | None = None
 
     # ---- start-up
     def prepare(self) -> None:
@@ -105,10 +106,26 @@ class Sandbox:
                 self.mode = "nsrun"
         if self.mode in ("nsrun", "unshare-root"):
             self.cgroups = Cgroups.detect(str(self.root_dir.resolve()))
+            self._shell = self._execute_only_shell()
         log.info(
             "sandbox ready",
             extra={"mode": self.mode, "cgroups": bool(self.cgroups), "dir": str(self.root_dir)},
         )
+
+    def _execute_only_shell(self) -> Path:
+        """A copy of /bin/sh that the sandbox uid may execute but not read, to run the runner with.
+
+        The program runs as the runner's own uid, so a runner started from a readable binary is
+        dumpable: the program could ptrace it, read /proc/1/mem or open /proc/1/fd/* (its stdout pipe)
+        and print a forged envelope in its name. The kernel marks a process that execs a binary its
+        user cannot read as not dumpable, which puts all of that out of the program's reach.
+        """
+        shell = self.root_dir / "sh"
+        tmp = shell.with_suffix(".tmp")
+        shutil.copyfile(os.path.realpath("/bin/sh"), tmp)
+        os.chmod(tmp, 0o111)
+        tmp.rename(shell)
+        return shell
 
     def _build_nsrun(self) -> Path | None:
         """Compile the one-process launcher (nsrun.c) with the host's C compiler, once per version."""
@@ -177,6 +194,8 @@ class Sandbox:
         shutil.copyfile(self._runner, base / "src" / "runner.sh")
         for f in (base / "src").iterdir():
             os.chmod(f, 0o644)
+        if self._shell is not None:  # a link keeps its execute-only mode; bound in with src/
+            os.link(self._shell, base / "src" / "sh")
         return base
 
     def cleanup(self, base: Path) -> None:
@@ -229,7 +248,8 @@ class Sandbox:
             "MONACO_NEEDS_COMPILE": "1" if language.compiles else "0",
         }
         runner = str(base / "src" / "runner.sh") if self.mode == "none" else f"{_INSIDE}/src/runner.sh"
-        inner_cmd = ["env", "-i", *(f"{k}={v}" for k, v in runner_env.items()), "/bin/sh", runner, phase]
+        shell = f"{_INSIDE}/src/sh" if self._shell is not None else "/bin/sh"
+        inner_cmd = ["env", "-i", *(f"{k}={v}" for k, v in runner_env.items()), shell, runner, phase]
         cg = None
         if self.cgroups is not None:
             cg = await asyncio.to_thread(
@@ -251,7 +271,7 @@ class Sandbox:
             assert self._nsrun is not None and uid is not None
             cgroups = ":".join(str(d) for d in cg.dirs) if cg else ""
             tmp_mb = str(self.settings.sandbox_tmp_mb)
-            argv = [str(self._nsrun), str(base), phase, str(uid), tmp_mb, cgroups, "--", "/bin/sh", runner, phase]
+            argv = [str(self._nsrun), str(base), phase, str(uid), tmp_mb, cgroups, "--", shell, runner, phase]
             outer_env = runner_env
         elif self.mode == "unshare-root":
             argv = ["/bin/sh", "-c", _OUTER, "sb", self._unshare, *ns, "/bin/sh", "-c", _INNER, "sb", *inner_cmd]
