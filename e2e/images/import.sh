@@ -9,7 +9,6 @@
 # ctr binary, default ctr from PATH).
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}/images
 SNAPSHOTTER=${CONTAINERD_SNAPSHOTTER:-overlayfs}
 CTR=${CTR:-ctr}
@@ -40,7 +39,7 @@ for name in "$@"; do
 	case $name in pause | python | java | gcc | node | monaco) ;; *) die "unknown image '$name'" ;; esac
 	tarball=$CACHE/$name.tar
 	json=$CACHE/$name.json
-	[ -f "$tarball" ] && [ -f "$json" ] || die "$name is not built: run e2e/images/build.sh $name"
+	if [ ! -f "$tarball" ] || [ ! -f "$json" ]; then die "$name is not built: run e2e/images/build.sh $name"; fi
 	ref=$(field "$json" name)
 	manifest=$(field "$json" manifest)
 	# One layer, so the layer's chain ID (the snapshot's name) is its diff ID.
