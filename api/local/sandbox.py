@@ -28,7 +28,7 @@ from monaco.core.languages import Language, runner_script
 from monaco.core.models import Limits
 from monaco.core.settings import Settings
 
-from .cgroups import Cgroups
+from .cgroups import Cgroups, RunCgroup
 
 log = logging.getLogger("monaco.sandbox")
 
@@ -37,6 +37,9 @@ SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 # only the tail of what the runner printed.
 _KEEP_TAIL = 1 << 20
 _INSIDE = "/tmp/.monaco"  # where a run's source, runner and build dir appear inside its sandbox
+# After a phase's time limit and this grace, whatever of the program still lives is killed from outside
+# (see RunCgroup.kill_all_but_init), so that the runner reports a timeout before the hard deadline.
+_OVERDUE_GRACE = 2.0
 
 # Runs as root inside the new namespaces: private mounts, then drop to the sandbox uid and exec the
 # runner with an empty environment ("$@" is `env -i K=V ... sh runner.sh PHASE`).
@@ -120,7 +123,7 @@ class Sandbox:
         and print a forged envelope in its name. The kernel marks a process that execs a binary its
         user cannot read as not dumpable, which puts all of that out of the program's reach.
         """
-        shell = self.root_dir / "sh"
+        shell: Path = self.root_dir / "sh"
         tmp = shell.with_suffix(".tmp")
         shutil.copyfile(os.path.realpath("/bin/sh"), tmp)
         os.chmod(tmp, 0o111)
@@ -279,9 +282,12 @@ class Sandbox:
             argv = [self._unshare, "--user", "--map-root-user", *ns, "/bin/sh", "-c", _INNER, "sb", *inner_cmd]
         else:
             argv = inner_cmd
+        overdue = asyncio.ensure_future(self._kill_overdue(cg, timeout + _OVERDUE_GRACE)) if cg else None
         try:
             out, err = await self._spawn(argv, outer_env, timeout + 10, cancel)
         finally:
+            if overdue is not None:
+                overdue.cancel()
             memory_kb, oom = (None, False)
             if cg is not None:
                 memory_kb, oom = await asyncio.to_thread(cg.stats)
@@ -294,6 +300,13 @@ class Sandbox:
             detail = err.strip().splitlines()[-1:] if err else []
             return PhaseRun(None, memory_kb, oom, error=f"{exc}{': ' + detail[0] if detail else ''}")
         return PhaseRun(result, memory_kb, oom)
+
+    async def _kill_overdue(self, cg: RunCgroup, after: float) -> None:
+        """The program may stop or kill the runner's timer (they share a uid): end it from outside."""
+        await asyncio.sleep(after)
+        killed = await asyncio.to_thread(cg.kill_all_but_init)
+        if killed:
+            log.warning("killed an overdue program from outside its sandbox", extra={"processes": killed})
 
     async def _spawn(
         self, argv: list[str], env: dict[str, str], hard_timeout: float, cancel: asyncio.Event | None
