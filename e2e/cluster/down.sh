@@ -35,18 +35,22 @@ stop_pids() {
   for p in "${alive[@]}"; do while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done; done
 }
 
-stop_daemon() {
-  local f="$STATE/pids/$1.pid"
-  [[ -f $f ]] || return 0
-  say "stopping $1"
-  stop_pids "${2:-15}" "$(cat "$f")"
-  rm -f "$f"
+# stop_daemons [TIMEOUT] NAME...: stop these daemons together
+stop_daemons() {
+  local timeout=15 pids=() n f
+  [[ $1 =~ ^[0-9]+$ ]] && { timeout=$1; shift; }
+  for n in "$@"; do
+    f="$STATE/pids/$n.pid"
+    [[ -f $f ]] || continue
+    pids+=("$(cat "$f")"); rm -f "$f"
+  done
+  ((${#pids[@]})) || return 0
+  say "stopping $*"
+  stop_pids "$timeout" "${pids[@]}"
 }
 
 # 1. the kubelet first, so nothing restarts containers; then the node agents
-stop_daemon kubelet
-stop_daemon kube-router
-stop_daemon kube-proxy
+stop_daemons kubelet kube-router kube-proxy
 
 # 2. pod sandboxes: remember their network namespaces, kill and delete every container
 POD_NETNS=()
@@ -81,11 +85,9 @@ if [[ -e $NETNS_PATH ]]; then
 fi
 
 # 3. the rest of the daemons
-stop_daemon kube-scheduler
-stop_daemon kube-controller-manager
-stop_daemon containerd 20
-stop_daemon kube-apiserver
-stop_daemon etcd
+stop_daemons 20 kube-scheduler kube-controller-manager containerd
+stop_daemons kube-apiserver
+stop_daemons etcd
 
 # 4. anything still running inside our netns (e.g. containerd shims, a daemon whose pid file
 #    was lost) or inside the pods' cgroups

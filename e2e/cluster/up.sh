@@ -24,7 +24,8 @@ if [[ -f $IMAGES_DIR/images.env ]]; then
 fi
 if [[ -x $IMAGES_DIR/build.sh && -z ${MONACO_E2E_SKIP_IMAGE_BUILD:-} ]]; then
   log "building images (cached) with e2e/images/build.sh"
-  "$IMAGES_DIR/build.sh"
+  # shellcheck disable=SC2086
+  "$IMAGES_DIR/build.sh" ${MONACO_E2E_IMAGES:-}
 fi
 
 # --- state dir, tools ----------------------------------------------------------------------
@@ -119,6 +120,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   enable_selinux = false
+  # this machine's root lacks CAP_SYS_RESOURCE, so nothing may lower oom_score_adj below our own
+  # (runc would fail the pause container with "failed to update /proc/self/oom_score_adj")
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -128,6 +132,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$CTRD/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$CNI_BIN_DIR"
     conf_dir = "$STATE/cni/net.d"
@@ -137,17 +142,21 @@ start_daemon containerd /usr/bin/containerd --config "$CTRD/config.toml"
 wait_daemon containerd 60 ctr -a "$CTRD_SOCK" version
 
 # --- images (before the kubelet, so that nothing is ever pulled) ---------------------------
-if [[ -x $IMAGES_DIR/import.sh ]]; then
-  log "importing images with e2e/images/import.sh"
-  "$IMAGES_DIR/import.sh" "$CTRD_SOCK"
+if [[ -n ${MONACO_E2E_SKIP_IMAGE_IMPORT:-} ]]; then
+  log "MONACO_E2E_SKIP_IMAGE_IMPORT set: not importing e2e/images"
+elif [[ -x $IMAGES_DIR/import.sh ]]; then
+  log "importing images with e2e/images/import.sh ${MONACO_E2E_IMAGES:-(all)}"
+  # shellcheck disable=SC2086
+  CTR=/usr/bin/ctr "$IMAGES_DIR/import.sh" "$CTRD_SOCK" ${MONACO_E2E_IMAGES:-}
 else
   log "warning: $IMAGES_DIR/import.sh not found; no images imported"
 fi
 for tar in ${MONACO_E2E_EXTRA_IMAGES:-}; do
   log "importing extra image $tar"
-  ctr -a "$CTRD_SOCK" -n k8s.io images import --no-unpack=false "$tar" >/dev/null
+  ctr -a "$CTRD_SOCK" -n k8s.io images import --snapshotter overlayfs "$tar" >/dev/null
 done
-ctr -a "$CTRD_SOCK" -n k8s.io images ls -q | grep -qxF "$PAUSE_IMAGE" ||
+IMAGES_IN_CONTAINERD="$(ctr -a "$CTRD_SOCK" -n k8s.io images ls -q)"
+grep -qxF "$PAUSE_IMAGE" <<<"$IMAGES_IN_CONTAINERD" ||
   die "pause image $PAUSE_IMAGE is not in containerd (sandbox_image); import it first"
 
 # --- CNI -----------------------------------------------------------------------------------
@@ -247,15 +256,16 @@ iptables:
 EOF
 start_daemon kube-proxy "$K8S_BIN/kube-proxy" --config="$STATE/kube-proxy/config.yaml" --v=1
 
-# --- NetworkPolicy enforcer: kube-router, firewall only ------------------------------------
+# --- wait until the cluster is usable ------------------------------------------------------
+wait_daemon kubelet 120 kubectl_admin get node "$NODE_NAME"
+
+# NetworkPolicy enforcer: kube-router, firewall only (it needs the Node object to exist)
 start_daemon kube-router "$KUBE_ROUTER_BIN/kube-router" \
   --kubeconfig="$STATE/kube-router.kubeconfig" --hostname-override="$NODE_NAME" \
   --run-firewall=true --run-router=false --run-service-proxy=false \
   --enable-cni=false --enable-ipv4=true --enable-ipv6=false \
   --health-port=0 --metrics-port=0 --iptables-sync-period=10s --v=1
 
-# --- wait until the cluster is usable ------------------------------------------------------
-wait_daemon kubelet 120 kubectl_admin get node "$NODE_NAME"
 wait_daemon kubelet 180 kubectl_admin wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
 wait_daemon kube-controller-manager 120 kubectl_admin -n default get serviceaccount default
 kube_svc_ok() { kubectl_admin --server="https://$KUBERNETES_SERVICE_IP:443" get --raw /readyz; }
@@ -265,7 +275,7 @@ for d in kube-scheduler kube-router; do daemon_alive "$d" || { tail -n 30 "$STAT
 # Marker: the e2e suite only runs against a cluster that carries it (or MONACO_E2E_ANY_CLUSTER=1)
 kubectl_admin -n kube-system create configmap monaco-e2e-marker \
   --from-literal=state="$STATE" --from-literal=node="$NODE_NAME" \
-  --from-literal=kubernetes="$K8S_VERSION" >/dev/null
+  --from-literal=kubernetes="$K8S_VERSION" --from-literal=podPidsLimit="${MONACO_E2E_POD_PIDS_LIMIT:-1024}" >/dev/null
 
 cat >"$STATE/env.sh" <<EOF
 # source me: tools and kubeconfig of the local monaco-e2e cluster
