@@ -321,13 +321,16 @@ class Sandbox:
         )
         assert proc.stdout is not None and proc.stderr is not None
 
+        # The envelope carries both streams' captures in base64 (4/3 of up to the output limit each).
+        keep = _KEEP_TAIL + 3 * self.settings.output_limit_bytes
+
         async def tail(stream: asyncio.StreamReader) -> bytes:
             buf = bytearray()
             while chunk := await stream.read(65536):
                 buf += chunk
-                if len(buf) > 2 * _KEEP_TAIL:
-                    del buf[: len(buf) - _KEEP_TAIL]
-            return bytes(buf[-_KEEP_TAIL:])
+                if len(buf) > 2 * keep:
+                    del buf[: len(buf) - keep]
+            return bytes(buf[-keep:])
 
         reading = asyncio.gather(tail(proc.stdout), tail(proc.stderr), proc.wait())
         waiters: list[asyncio.Future[Any]] = [reading]
