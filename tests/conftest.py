@@ -9,6 +9,7 @@ path as one over HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
 import uuid
@@ -78,15 +79,22 @@ def app(settings: Settings) -> Starlette:
     return create_app(settings)
 
 
-@pytest.fixture
-async def client(app: Starlette, anyio_backend: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app, started with its lifespan (workers, store, sandbox) and stopped afterwards."""
+@contextlib.asynccontextmanager
+async def serve(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """Start `app` with its lifespan (workers, store, sandbox), yield a client of it, stop it afterwards."""
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://monaco.test", timeout=WAIT_SECONDS + 30
         ) as http,
     ):
+        yield http
+
+
+@pytest.fixture
+async def client(app: Starlette, anyio_backend: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app, started with its lifespan and stopped afterwards."""
+    async with serve(app) as http:
         yield http
 
 

@@ -31,9 +31,9 @@ from monaco.core.envelope import EnvelopeError
 from monaco.core.settings import Settings
 
 try:  # tests/ may or may not be a package
-    from tests.conftest import run_program, wait_until
+    from tests.conftest import run_program, serve, wait_until
 except ImportError:
-    from conftest import run_program, wait_until  # type: ignore[no-redef]
+    from conftest import run_program, serve, wait_until  # type: ignore[no-redef]
 
 SECRET_NAME = "MONACO_TEST_SECRET"
 SECRET = "s3cr3t-" + uuid.uuid4().hex
@@ -187,6 +187,21 @@ async def test_infinite_stderr(client: httpx.AsyncClient) -> None:
     assert result["verdict"] == "output_limit", result
     assert result["truncated"] is True
     assert result["stderr"] == "e" * 65536
+
+
+@pytest.mark.anyio
+async def test_a_larger_output_cap_is_honoured(settings: Settings, anyio_backend: str) -> None:
+    """An operator may raise the cap (up to 16 MiB): the whole output must still come back."""
+    settings.output_limit_bytes = 4 << 20
+    code = "import sys\nsys.stdout.write('o' * (3 << 20))\nsys.stderr.write('e' * (3 << 20))\n"
+    async with serve(create_app(settings)) as client:
+        result = await run_program(client, "python", code)
+        over = await run_program(client, "python", "import sys\nsys.stdout.write('o' * (5 << 20))\n")
+    assert result["verdict"] == "ok", {k: v for k, v in result.items() if k not in ("output", "stderr")}
+    assert result["output"] == "o" * (3 << 20)
+    assert result["stderr"] == "e" * (3 << 20)
+    assert over["verdict"] == "output_limit", {k: v for k, v in over.items() if k != "output"}
+    assert len(over["output"]) == 4 << 20
 
 
 # ---------------------------------------------------------------- disk
