@@ -22,11 +22,14 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
     the Job vanished, a restart), one of them wins and the other changes nothing. True if this call
     wrote the result.
     """
-    fields = results.finished_status(outcome, now).wire()
+    # The last attempt writes a bare verdict: a result the API server refuses must not leave the
+    # submission running forever.
+    refused = results.system_error("the result could not be stored (the API server refused it)")
     seen = phase
-    for _ in range(3):
+    for attempt in (outcome, outcome, refused):
+        fields = results.finished_status(attempt, now).wire()
         if await cluster.patch_status(name, status_ops(fields, phase=seen)):
-            log.info("%s finished: %s %s", name, outcome.verdict.value, outcome.message)
+            log.info("%s finished: %s %s", name, attempt.verdict.value, attempt.message)
             await teardown(cluster, name)
             return True
         body = await cluster.get_submission(name)
@@ -36,7 +39,7 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
         if current in FINISHED:
             await teardown(cluster, name)
             return False
-        seen = current  # queued -> running meanwhile, or a transient failure: try again
+        seen = current  # queued -> running meanwhile, or the write was refused: try again
     log.warning("could not write the result of %s; the periodic check will retry", name)
     return False
 

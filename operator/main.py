@@ -154,6 +154,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     )
     settings.persistence.finalizer = f"{r.GROUP}/operator"
     settings.peering.standalone = True
+    # Namespaced RBAC: no cluster-wide watching of namespaces and CRDs (the CRD must exist at start).
+    settings.scanning.disabled = True
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -163,6 +165,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
 def run(settings: Settings) -> int:
     """`monaco operator`: watch settings.namespace only, serve liveness on settings.health_port."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per handled event
     ctx = Context.create(settings, Cluster(settings.namespace))
     kopf.run(
         standalone=True,

@@ -172,6 +172,7 @@ class FakeCluster:
         self.calls: list[tuple[Any, ...]] = []
         self.status_writes: list[tuple[str, list[dict[str, Any]]]] = []
         self.fail_create: Exception | None = None
+        self.refuse_status: Callable[[list[dict[str, Any]]], bool] = lambda ops: False
         self._rv = 100
 
     async def get_submission(self, name: str) -> dict[str, Any] | None:
@@ -182,7 +183,7 @@ class FakeCluster:
     async def patch_status(self, name: str, ops: list[dict[str, Any]]) -> bool:
         self.calls.append(("patch_status", name))
         body = self.submissions.get(name)
-        if body is None:
+        if body is None or self.refuse_status(ops):
             return False
         try:
             new = apply_json_patch(body, ops)

@@ -100,6 +100,18 @@ async def test_finish_follows_a_queued_to_running_move(settings: Settings, clock
 
 
 @pytest.mark.anyio
+async def test_a_result_the_api_server_refuses_still_ends_the_submission(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(running())
+    with_children(cluster)
+    cluster.refuse_status = lambda ops: any(op.get("path") == "/status/output" and op["value"] for op in ops)
+    wrote = await cleanup.finish(cluster, "a", "running", Outcome(verdict=Verdict.OK, output="x"), clock())  # type: ignore[arg-type]
+    assert wrote
+    status = cluster.status("a")
+    assert status["verdict"] == "system_error" and "could not be stored" in status["message"]
+    assert cluster.jobs == {}
+
+
+@pytest.mark.anyio
 async def test_finish_of_a_deleted_submission_writes_nothing(settings: Settings, clock: Clock) -> None:
     cluster = FakeCluster()
     assert not await cleanup.finish(cluster, "a", "running", Outcome(verdict=Verdict.OK), clock())  # type: ignore[arg-type]

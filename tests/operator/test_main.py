@@ -60,6 +60,7 @@ def test_kopf_settings() -> None:
     assert settings.persistence.progress_storage.prefix == "monaco.dev"
     assert settings.persistence.finalizer == "monaco.dev/operator"
     assert settings.peering.standalone is True
+    assert settings.scanning.disabled is True  # RBAC is namespaced: no cluster-wide watches
     assert settings.posting.enabled
 
 
