@@ -1,0 +1,20 @@
+# The one image of Monaco's API and operator: `serve` (the default) or `operator`.
+# docker build -t monaco . && docker run -p 8080:8080 monaco
+# (On the e2e machines there is no Docker: e2e/images/ builds the same image from a Debian root fs.)
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md* ./
+COPY core core
+COPY api api
+COPY operator operator
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+COPY --from=build /install /usr/local
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+USER 65532:65532
+EXPOSE 8080 8081
+ENTRYPOINT ["python3", "-m", "monaco.core.cli"]
+CMD ["serve"]
