@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -257,7 +258,9 @@ class Sandbox:
         if self.cgroups is not None:
             cg = await asyncio.to_thread(
                 self.cgroups.create,
-                f"{base.name}-{phase}",
+                # Not named after the submission: every sandbox can list /sys/fs/cgroup, and an id is
+                # all it takes to read a submission's result.
+                f"{secrets.token_hex(8)}-{phase}",
                 memory_bytes=(memory_mb + 8) << 20,
                 pids=procs + 16,
             )
