@@ -31,9 +31,9 @@ from monaco.core.envelope import EnvelopeError
 from monaco.core.settings import Settings
 
 try:  # tests/ may or may not be a package
-    from tests.conftest import run_program, serve, wait_until
+    from tests.conftest import run_program, serve, submit, wait_for_result, wait_until
 except ImportError:
-    from conftest import run_program, serve, wait_until  # type: ignore[no-redef]
+    from conftest import run_program, serve, submit, wait_for_result, wait_until  # type: ignore[no-redef]
 
 SECRET_NAME = "MONACO_TEST_SECRET"
 SECRET = "s3cr3t-" + uuid.uuid4().hex
@@ -580,6 +580,13 @@ for pattern in ["/tmp/**", "/proc/*/cwd/**", "/proc/*/root/tmp/**", "/dev/shm/**
         except OSError:
             pass
 report["found"] = found
+# Names that the machine shows every process: the cgroup tree (where a run's name could leak its id).
+names = []
+for root, dirs, _files in os.walk("/sys/fs/cgroup"):
+    names += dirs
+    if root.count("/") > 5:
+        dirs.clear()
+report["cgroups"] = names
 print(json.dumps(report))
 """
 
@@ -618,15 +625,17 @@ async def test_no_access_to_the_store_or_other_submissions(
         .replace("MARKER_REVERSED", repr(marker[::-1]))
     )
     # The victim holds its secret in its stdin, its files and its memory while the snoop looks.
-    victim = asyncio.ensure_future(run_program(client, "python", VICTIM, input=marker))
+    victim_id = await submit(client, "python", VICTIM, input=marker)
 
-    def victim_running() -> bool:
-        return any(p.is_dir() for p in settings.sandboxes.iterdir()) if settings.sandboxes.exists() else False
+    async def victim_running() -> bool:
+        status = (await client.get("/status", params={"id": victim_id})).json()["status"]
+        assert status in ("queued", "running"), status
+        return bool(status == "running")
 
-    await wait_until(victim_running, 10, "the victim's sandbox to exist")
+    await wait_until(victim_running, 10, "the victim to run")
     assert db.exists()  # there is a database to steal
     snoop = await run_program(client, "python", code)
-    victim_result = await victim
+    victim_result = await wait_for_result(client, victim_id)
     assert victim_result["verdict"] == "ok", victim_result
     assert victim_result["output"] == "victim done\n"
     assert snoop["verdict"] == "ok", snoop
@@ -635,6 +644,9 @@ async def test_no_access_to_the_store_or_other_submissions(
         assert report[name] in ("Permission denied", "No such file or directory"), (name, report[name])
     assert report["found"] == [], report
     assert marker not in result_text(snoop)
+    # An id is all it takes to read a submission's result: no run may learn another's.
+    assert any(name.endswith("-run") for name in report["cgroups"]), report["cgroups"]  # it did see runs
+    assert victim_id not in result_text(snoop)
 
 
 # ---------------------------------------------------------------- the envelope parser
