@@ -146,8 +146,12 @@ class Admission:
             return False
         self.inflight[sub.key] = self.clock()
         try:
-            await self.cluster.create_configmap(builders.build_configmap(submission, self.settings))
-            await self.cluster.create_network_policy(builders.build_network_policy(submission, self.settings))
+            # The NetworkPolicy exists before the Job, so the pod is never reachable; the ConfigMap too,
+            # so the pod's volume mounts at once.
+            await asyncio.gather(
+                self.cluster.create_configmap(builders.build_configmap(submission, self.settings)),
+                self.cluster.create_network_policy(builders.build_network_policy(submission, self.settings)),
+            )
             existing = await self.cluster.create_job(builders.build_job(submission, self.settings))
         except Exception:
             self.inflight.pop(sub.key, None)

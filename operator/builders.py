@@ -98,9 +98,9 @@ def _build_mb(sub: Submission) -> int:
 
 def _common_env(sub: Submission, settings: Settings) -> dict[str, str]:
     return {
-        **sub.language.env,
         "HOME": TMP_DIR,
         "TMPDIR": TMP_DIR,
+        **sub.language.env,
         "MONACO_SRC_DIR": SRC_DIR,
         "MONACO_SOURCE_FILE": sub.language.source_file,
         "MONACO_BUILD_DIR": BUILD_DIR if sub.language.compiles else WORK_DIR,

@@ -64,7 +64,10 @@ class Collector:
 
     async def finished_children(self, sub: SubmissionRecord, ix: Indexes) -> None:
         """A finished submission whose Job is still there (the operator died before deleting it)."""
-        if sub.key in self.torn_down or not ix.jobs.get(sub.key):
+        if not ix.jobs.get(sub.key):
+            self.torn_down.discard(sub.key)
+            return
+        if sub.key in self.torn_down:
             return
         self.torn_down.add(sub.key)
         await teardown(self.cluster, sub.name)
@@ -135,11 +138,14 @@ class Collector:
                     "the sandbox Job was deleted before the program finished"))
             return
         start_deadline = timedelta(seconds=self.settings.start_deadline_seconds)
-        if job is not None and not pods and age > start_deadline:
+        if job is not None and not pods:
             if job.failed_reason == "DeadlineExceeded":
                 await self._finish(sub, Outcome(verdict=Verdict.TIMEOUT,
                                                 message="the sandbox ran longer than its deadline and was stopped"))
-            else:
+            elif job.failed_reason:
+                await self._finish(sub, results.system_error(
+                    f"the sandbox Job failed ({job.failed_reason}) and its pod is gone"))
+            elif age > start_deadline:
                 await self._finish(sub, results.system_error(
                     f"the sandbox pod was not created within {self.settings.start_deadline_seconds} s "
                     f"(see the events of Job {job.name})"))

@@ -142,7 +142,9 @@ def test_job_of_a_compiled_language(settings: Settings) -> None:
 def test_language_env_reaches_both_containers(settings: Settings) -> None:
     pod = builders.build_job(sub_of(settings, language="java"), settings)["spec"]["template"]["spec"]
     for container in all_containers(pod):
-        assert env_of(container)["MALLOC_ARENA_MAX"] == "2"
+        env = env_of(container)
+        assert env["MALLOC_ARENA_MAX"] == "2"
+        assert env["HOME"] == env["TMPDIR"] == "/tmp"  # the root file system is read-only
 
 
 @pytest.mark.parametrize("language", ["python", "c", "java", "cpp"])

@@ -223,6 +223,15 @@ async def test_job_never_creating_a_pod_fails_at_the_start_deadline(settings: Se
 
 
 @pytest.mark.anyio
+async def test_a_failed_job_whose_pod_vanished_is_a_system_error(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(running())
+    with_children(cluster, conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}])
+    await make(settings, cluster, clock).check(seen(cluster))
+    status = cluster.status("a")
+    assert status["verdict"] == "system_error" and "BackoffLimitExceeded" in status["message"]
+
+
+@pytest.mark.anyio
 async def test_a_missed_pod_event_is_caught_by_the_periodic_check(
     settings: Settings, clock: Clock, runner: Callable[..., bytes]
 ) -> None:
