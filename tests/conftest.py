@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import time
 import uuid
@@ -67,7 +68,8 @@ def settings(data_dir: Path) -> Settings:
         default_language="python",
         output_limit_bytes=64 * 1024,
         wait_max_seconds=WAIT_SECONDS,
-        sandbox="auto",
+        # MONACO_TEST_SANDBOX=unshare runs the suite on the unshare path instead of the default nsrun one.
+        sandbox=os.environ.get("MONACO_TEST_SANDBOX", "auto"),
         allow_unisolated=False,
         sandbox_tmp_mb=64,
         languages_file=None,
@@ -76,7 +78,8 @@ def settings(data_dir: Path) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings) -> Starlette:
-    return create_app(settings)
+    app: Starlette = create_app(settings)
+    return app
 
 
 @contextlib.asynccontextmanager

@@ -46,7 +46,8 @@ NORMAL_OUTPUT = "still serving 10\n"
 def app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Starlette:
     """The real app, created while the server's environment holds a secret no program may see."""
     monkeypatch.setenv(SECRET_NAME, SECRET)
-    return create_app(settings)
+    app: Starlette = create_app(settings)
+    return app
 
 
 async def beside_normal(
