@@ -10,10 +10,10 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from monaco.core.languages import Registry
 
@@ -68,7 +68,9 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("SANDBOX_TOLERATIONS")
     )
     sandbox_affinity: dict[str, Any] = Field(default_factory=dict, validation_alias=_env("SANDBOX_AFFINITY"))
-    image_pull_secrets: list[str] = Field(default_factory=list, validation_alias=_env("IMAGE_PULL_SECRETS"))
+    image_pull_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("IMAGE_PULL_SECRETS")
+    )
     sandbox_run_as_user: int = Field(65534, ge=1, validation_alias=_env("SANDBOX_RUN_AS_USER"))
     sandbox_work_mb: int = Field(64, ge=1, validation_alias=_env("SANDBOX_WORK_MB"))
     sandbox_labels: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_LABELS"))
@@ -81,6 +83,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return json.loads(value) if value.strip() else None
         return value
+
+    @field_validator("runtime_class_name", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("image_pull_secrets", mode="before")
     @classmethod
