@@ -167,6 +167,18 @@ async def test_memory_bomb(
     await assert_nothing_left(app, settings)
 
 
+@pytest.mark.languages
+@pytest.mark.anyio
+async def test_compiler_bomb(client: httpx.AsyncClient, app: Starlette, settings: Settings) -> None:
+    """A source that includes an endless file: the compiler's memory limit ends it, quickly."""
+    started = time.monotonic()
+    result = await beside_normal(client, "c", '#include "/dev/zero"\nint main(void) { return 0; }\n')
+    assert result["verdict"] == "compile_error", result
+    assert result["status"] == "failed"
+    assert time.monotonic() - started < 15
+    await assert_nothing_left(app, settings)
+
+
 # ---------------------------------------------------------------- output
 
 
