@@ -124,7 +124,12 @@ secs=$((timeout_ms / 1000)).$(printf '%03d' $((timeout_ms % 1000)))
 # The limits are set on the runner itself (no subshell to fork): nothing it does afterwards comes near
 # them, and every process the program starts inherits them.
 ulimit -c 0
-ulimit -t $(((timeout_ms + 999) / 1000 + 1))
+# CPU time: SIGXCPU at the soft limit (a timeout), SIGKILL a second later for a program that ignores it.
+# With soft = hard the kernel sends SIGKILL straight away, and threads that burn CPU faster than the
+# clock would end as a runtime error "killed by signal 9".
+cpu_s=$(((timeout_ms + 999) / 1000 + 1))
+ulimit -S -t "$cpu_s"
+ulimit -H -t $((cpu_s + 1))
 ulimit -f $((fsize_kb * 2)) # dash counts -f in 512-byte blocks
 [ "${MONACO_AS_KB:-0}" -gt 0 ] && ulimit -v "$MONACO_AS_KB"
 [ "${MONACO_NOFILE:-0}" -gt 0 ] && ulimit -n "$MONACO_NOFILE"
