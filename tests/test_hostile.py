@@ -179,6 +179,26 @@ async def test_compiler_bomb(client: httpx.AsyncClient, app: Starlette, settings
     await assert_nothing_left(app, settings)
 
 
+CPU_HOG_THREADS = """#include <pthread.h>
+static void *spin(void *arg) { volatile unsigned long i = 0; for (;;) i++; return arg; }
+int main(void) {
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) pthread_create(&t[i], 0, spin, 0);
+  pthread_join(t[0], 0);
+}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.languages
+@pytest.mark.anyio
+async def test_threads_burning_cpu_end_as_a_timeout(client: httpx.AsyncClient) -> None:
+    """Threads use CPU time faster than the clock: the CPU limit may end them first, as a timeout too."""
+    result = await beside_normal(client, "c", CPU_HOG_THREADS, timeoutSeconds=2)
+    assert result["verdict"] == "timeout", result
+    assert result["executionTime"] < 5000
+
+
 # ---------------------------------------------------------------- output
 
 
