@@ -59,9 +59,11 @@ def occupied(ix: Indexes, inflight: Iterable[str] = ()) -> set[str]:
 
 
 def waiting(ix: Indexes) -> list[SubmissionRecord]:
-    """Queued submissions in FIFO order."""
+    """Submissions waiting for a sandbox in FIFO order: queued ones, and new ones not queued yet (so that
+    in a burst a later submission that happened to be queued first does not overtake an earlier one)."""
     subs = [s for values in ix.submissions.values() for s in values]
-    return sorted((s for s in subs if s.phase == Status.QUEUED and not s.deleting), key=lambda s: s.order)
+    return sorted((s for s in subs if s.phase in (Status.QUEUED, Status.PENDING) and not s.deleting),
+                  key=lambda s: s.order)
 
 
 def plan(ix: Indexes, max_workers: int, inflight: Iterable[str] = ()) -> list[SubmissionRecord]:
@@ -118,6 +120,17 @@ class Admission:
                          whole=True)
         return bool(await self.cluster.patch_status(str(meta.get("name")), ops))
 
+    async def queue_missed(self, ix: Indexes, older_than: timedelta = timedelta(seconds=2)) -> int:
+        """Queue what the event handler failed to (an API error on the way): events are not retried."""
+        now, count = self.clock(), 0
+        for values in list(ix.submissions.values()):
+            for sub in list(values):
+                if sub.phase == Status.PENDING and not sub.deleting and now - sub.created > older_than:
+                    body = await self.cluster.get_submission(sub.name)
+                    if body is not None and not (body.get("status") or {}).get("phase"):
+                        count += bool(await self.queue(body))
+        return count
+
     async def admit_next(self, ix: Indexes) -> list[str]:
         """Admit what fits; returns the names admitted."""
         async with self._lock:
@@ -136,8 +149,13 @@ class Admission:
         meta = body.get("metadata") or {}
         if meta.get("uid") != sub.uid or meta.get("deletionTimestamp"):
             return False
-        phase = (body.get("status") or {}).get("phase")
-        if phase != Status.QUEUED:
+        if not (body.get("status") or {}).get("phase"):
+            if not await self.queue(body):
+                return False
+            body = await self.cluster.get_submission(sub.name)
+            if body is None:
+                return False
+        if (body.get("status") or {}).get("phase") != Status.QUEUED:
             return False
         try:
             submission = from_body(body, self.settings.registry)
@@ -156,6 +174,9 @@ class Admission:
         except Exception:
             self.inflight.pop(sub.key, None)
             log.exception("could not create the sandbox of %s; will retry", sub.name)
+            return False
+        if existing == {}:
+            self.inflight.pop(sub.key, None)  # it existed a moment ago and is gone now: it was finished
             return False
         if existing is not None:
             owners = (existing.get("metadata") or {}).get("ownerReferences") or []

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from monaco.core.models import Outcome, Status
+from monaco.core.models import Outcome, Status, iso
 from monaco.operator import results
 from monaco.operator.cluster import Cluster, status_ops
 from monaco.operator.state import SubmissionRecord
@@ -15,12 +15,14 @@ log = logging.getLogger("monaco.operator")
 FINISHED = (Status.COMPLETED.value, Status.FAILED.value)
 
 
-async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now: datetime) -> bool:
+async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now: datetime,
+                 started: datetime | None = None) -> bool:
     """Write the result if the submission is still in `phase` (or moved on to running), then tear down.
 
     The write tests the phase first, so when two paths race to finish one submission (the pod ended,
     the Job vanished, a restart), one of them wins and the other changes nothing. True if this call
-    wrote the result.
+    wrote the result. `started` is when its sandbox started, written only if it never became `running`
+    (the operator died between creating the Job and writing `running`).
     """
     # The last attempt writes a bare verdict: a result the API server refuses must not leave the
     # submission running forever.
@@ -28,6 +30,8 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
     seen = phase
     for attempt in (outcome, outcome, refused):
         fields = results.finished_status(attempt, now).wire()
+        if seen == Status.QUEUED and started is not None:
+            fields["startedAt"] = iso(started)
         if await cluster.patch_status(name, status_ops(fields, phase=seen)):
             log.info("%s finished: %s %s", name, attempt.verdict.value, attempt.message)
             await teardown(cluster, name)

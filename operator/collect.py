@@ -54,7 +54,8 @@ class Collector:
                 except Exception:
                     log.exception("could not read the result of %s; the periodic check will retry", sub.name)
                     return False
-            return bool(await finish(self.cluster, sub.name, sub.phase, outcome, self.clock()))
+            started = pod.created if pod is not None else None
+            return bool(await finish(self.cluster, sub.name, sub.phase, outcome, self.clock(), started))
         finally:
             self.busy.discard(sub.key)
             self.admission.wake()

@@ -119,6 +119,7 @@ async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
             await asyncio.wait_for(ctx.admission.woken.wait(), timeout=TICK_SECONDS)
         ctx.admission.woken.clear()
         try:
+            await ctx.admission.queue_missed(ix)
             await ctx.admission.admit_next(ix)
             await ctx.collector.check(ix)
             now = clock()
@@ -135,6 +136,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     configure(settings)
     ctx = _ctx(memo)
     ctx.task = asyncio.create_task(loop(ctx, _ix(kwargs)), name="monaco-admission")
+
+
+@kopf.on.probe(id="admission")
+def probe(memo: kopf.Memo, **_: Any) -> str:
+    """Part of the liveness endpoint: the operator is not alive if its admission loop is gone."""
+    ctx = _ctx(memo)
+    if ctx.task is None or ctx.task.done():
+        raise RuntimeError("the admission loop is not running")
+    return "running"
 
 
 @kopf.on.cleanup()

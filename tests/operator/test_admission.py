@@ -25,7 +25,7 @@ def test_fifo_by_submit_time_then_creation_then_name() -> None:
     subs = [submission("c", created=2.5, phase="queued"), submission("a", created=2.1, phase="queued"),
             submission("b", created=2.1, phase="queued"), submission("d", created=0, phase="running"),
             submission("e", created=0)]
-    assert [s.name for s in waiting(indexes(subs))] == ["a", "b", "c"]
+    assert [s.name for s in waiting(indexes(subs))] == ["e", "a", "b", "c"]  # e: new, not queued yet
 
 
 def test_deleting_submissions_are_not_admitted() -> None:
@@ -188,3 +188,28 @@ async def test_a_live_pod_without_job_still_holds_its_slot(settings: Settings, c
                                  pod("gone2", phase="Pending")])
     admission = make(settings, cluster, clock)
     assert await admission.admit_next(ix) == []
+
+
+@pytest.mark.anyio
+async def test_a_submission_the_event_handler_failed_to_queue_is_queued_later(
+    settings: Settings, clock: Clock
+) -> None:
+    cluster = FakeCluster(submission("a", created=0), submission("b", phase="queued"))
+    admission = make(settings, cluster, clock)
+    assert await admission.queue_missed(index_of(cluster)) == 0  # too young: its event is on the way
+    clock.advance(3)
+    assert await admission.queue_missed(index_of(cluster)) == 1
+    assert cluster.phase("a") == "queued" and len(cluster.status_writes) == 1
+
+
+@pytest.mark.anyio
+async def test_an_earlier_submission_not_yet_queued_is_not_overtaken(settings: Settings, clock: Clock) -> None:
+    # A burst: the handler of `late` happened to queue it before the handler of `early` ran.
+    cluster = FakeCluster(submission("early", created=1), submission("late", created=2, phase="queued"),
+                          submission("later", created=3, phase="queued"))
+    settings = settings.model_copy(update={"max_workers": 1})
+    admission = make(settings, cluster, clock)
+    assert await admission.admit_next(index_of(cluster)) == ["early"]
+    assert cluster.status("early")["phase"] == "running"
+    assert cluster.status("early")["queuedAt"] == "2026-01-01T12:00:01.000Z"
+    assert cluster.phase("late") == "queued"

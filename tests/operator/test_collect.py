@@ -232,6 +232,28 @@ async def test_a_failed_job_whose_pod_vanished_is_a_system_error(settings: Setti
 
 
 @pytest.mark.anyio
+async def test_a_pod_that_ended_before_running_was_written_gets_a_start_time(
+    settings: Settings, clock: Clock
+) -> None:
+    # The operator died between creating the Job and writing `running`; the pod ended meanwhile.
+    cluster = FakeCluster(submission("a", phase="queued", queuedAt="2026-01-01T11:59:59.000Z"))
+    with_children(cluster)
+    ended = pod("a", phase="Succeeded", created=-3, containers=[RUN_OK])
+    await make(settings, cluster, clock).on_pod(ended, seen(cluster, [ended]))
+    status = cluster.status("a")
+    assert status["phase"] == "failed" and status["startedAt"] == "2026-01-01T11:59:57.000Z"
+
+
+@pytest.mark.anyio
+async def test_a_result_keeps_the_start_time_written_at_admission(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(running())
+    with_children(cluster)
+    ended = pod("a", phase="Succeeded", created=5, containers=[RUN_OK])
+    await make(settings, cluster, clock).on_pod(ended, seen(cluster, [ended]))
+    assert cluster.status("a")["startedAt"] == "2026-01-01T12:00:00.000Z"
+
+
+@pytest.mark.anyio
 async def test_a_missed_pod_event_is_caught_by_the_periodic_check(
     settings: Settings, clock: Clock, runner: Callable[..., bytes]
 ) -> None:

@@ -140,3 +140,20 @@ async def test_a_deleted_submission_frees_its_inflight_slot(settings: Settings, 
     await main.submission_event(body=body, type="DELETED", memo=kopf.Memo(**{main.MEMO_KEY: ctx}),
                                 submissions_index={}, jobs_index={}, pods_index={})
     assert ctx.admission.inflight == {} and ctx.admission.woken.is_set()
+
+
+@pytest.mark.anyio
+async def test_liveness_probe_fails_when_the_loop_is_gone(settings: Settings, clock: Clock) -> None:
+    ctx = context(settings, FakeCluster(), clock)
+    memo = kopf.Memo(**{main.MEMO_KEY: ctx})
+    with pytest.raises(RuntimeError):
+        main.probe(memo=memo)
+    ctx.task = asyncio.create_task(main.loop(ctx, indexes(), clock))
+    try:
+        assert main.probe(memo=memo) == "running"
+    finally:
+        ctx.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await ctx.task
+    with pytest.raises(RuntimeError):
+        main.probe(memo=memo)

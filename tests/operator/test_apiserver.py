@@ -1,0 +1,377 @@
+"""The operator against a real API server, without nodes: etcd, kube-apiserver and kube-controller-manager
+(Job, garbage collector, ServiceAccount controllers) on loopback ports, the manifests applied with
+kubectl, the operator run as `monaco operator` with the operator's own RBAC, and a fake kubelet that
+ends sandbox pods by writing their status (so logs are unreadable and every verdict is system_error).
+
+Proves what unit tests cannot: the CRD and its CEL rule, the JSON-patch compare-and-set, RBAC, the
+restricted Pod Security admission of the sandbox pod, garbage collection, and restarts.
+
+Opt-in (it starts processes and takes a minute): MONACO_TEST_APISERVER=1, with etcd and kubectl on PATH
+and kube-apiserver + kube-controller-manager in MONACO_KUBE_BIN (default: the e2e harness's cache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = "monaco-sandbox"
+MAX_WORKERS = 2
+TIMEOUT = 60.0
+
+
+def _kube_bin() -> Path | None:
+    candidates = [os.environ.get("MONACO_KUBE_BIN", ""), *sorted(glob.glob("/var/cache/monaco-e2e/k8s-*/bin"))]
+    for c in candidates:
+        if c and (Path(c) / "kube-apiserver").exists() and (Path(c) / "kube-controller-manager").exists():
+            return Path(c)
+    return None
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("MONACO_TEST_APISERVER") != "1", reason="opt-in: MONACO_TEST_APISERVER=1"),
+]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ControlPlane:
+    def __init__(self, work: Path, kube_bin: Path) -> None:
+        self.work = work
+        self.bin = kube_bin
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.port = free_port()
+        self.server = f"https://127.0.0.1:{self.port}"
+        self.ca = work / "certs" / "apiserver.crt"
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        with (self.work / f"{name}.log").open("wb") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def kubeconfig(self, user: str, token: str) -> Path:
+        path = self.work / f"{user}.kubeconfig"
+        path.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters: [{{name: c, cluster: {{server: '{self.server}', certificate-authority: '{self.ca}'}}}}]\n"
+            f"users: [{{name: u, user: {{token: {token}}}}}]\n"
+            "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+        )
+        return path
+
+    def start(self) -> None:
+        w = self.work
+        subprocess.run(["openssl", "genrsa", "-out", str(w / "sa.key"), "2048"], check=True, capture_output=True)
+        subprocess.run(["openssl", "rsa", "-in", str(w / "sa.key"), "-pubout", "-out", str(w / "sa.pub")],
+                       check=True, capture_output=True)
+        sa = "system:serviceaccount:monaco-system"
+        groups = "system:serviceaccounts,system:serviceaccounts:monaco-system,system:authenticated"
+        (w / "tokens.csv").write_text(
+            "admintoken,admin,admin,system:masters\n"
+            f'optoken,{sa}:monaco-operator,op,"{groups}"\n'
+            f'apitoken,{sa}:monaco-api,api,"{groups}"\n'
+        )
+        client_port, peer_port = free_port(), free_port()
+        self._start("etcd", [
+            "etcd", "--name", "t", "--data-dir", str(w / "etcd"),
+            "--listen-client-urls", f"http://127.0.0.1:{client_port}",
+            "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
+            "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+            "--initial-cluster", f"t=http://127.0.0.1:{peer_port}",
+        ])
+        self._start("apiserver", [
+            str(self.bin / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{client_port}",
+            f"--secure-port={self.port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--cert-dir={w / 'certs'}", "--authorization-mode=Node,RBAC", f"--token-auth-file={w / 'tokens.csv'}",
+            "--service-account-issuer=https://kubernetes.default.svc", f"--service-account-key-file={w / 'sa.pub'}",
+            f"--service-account-signing-key-file={w / 'sa.key'}", "--service-cluster-ip-range=10.96.0.0/16",
+        ])
+        self.admin = self.kubeconfig("admin", "admintoken")
+        self.operator = self.kubeconfig("op", "optoken")
+        self.api = self.kubeconfig("api", "apitoken")
+        wait_for(lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0, what="the API server")
+        self._start("controller-manager", [
+            str(self.bin / "kube-controller-manager"), f"--kubeconfig={self.admin}",
+            "--controllers=job,garbagecollector,serviceaccount,namespace", "--leader-elect=false",
+            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+            f"--service-account-private-key-file={w / 'sa.key'}",
+        ])
+
+    def kubectl(self, *args: str, user: Path | None = None, input: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["kubectl", f"--kubeconfig={user or self.admin}", *args], input=input, text=True,
+                              capture_output=True, check=check, timeout=60)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    kube_bin = _kube_bin()
+    if kube_bin is None or not shutil.which("etcd") or not shutil.which("kubectl"):
+        pytest.skip("needs etcd, kubectl, kube-apiserver and kube-controller-manager")
+    cp = ControlPlane(tmp_path_factory.mktemp("apiserver"), kube_bin)
+    try:
+        cp.start()
+        cp.kubectl("apply", "-k", str(ROOT / "manifests"))
+        wait_for(lambda: cp.kubectl("-n", NS, "get", "serviceaccount", "default", check=False).returncode == 0,
+                 what="the default ServiceAccount")
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="module")
+def k8s(plane: ControlPlane) -> Iterator[tuple[client.CoreV1Api, client.BatchV1Api, client.CustomObjectsApi]]:
+    cfg = client.Configuration()
+    cfg.host = plane.server
+    cfg.ssl_ca_cert = str(plane.ca)
+    cfg.api_key = {"BearerToken": "admintoken"}
+    cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    api = client.ApiClient(cfg)
+    yield client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api)
+
+
+class Operator:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.health = free_port()
+
+    def start(self, **env: str) -> None:
+        environ = {**os.environ, "KUBECONFIG": str(self.plane.operator), "MONACO_NAMESPACE": NS,
+                   "MAX_WORKERS": str(MAX_WORKERS), "MONACO_START_DEADLINE_SECONDS": "10",
+                   "MONACO_HEALTH_PORT": str(self.health), **env}
+        with (self.plane.work / "operator.log").open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "monaco.core.cli", "operator"], env=environ,
+                                         stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def operator(plane: ControlPlane) -> Iterator[Operator]:
+    op = Operator(plane)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+class FakeKubelet:
+    """Ends sandbox pods after `delay` seconds by writing a terminal status; records the peak of live pods."""
+
+    def __init__(self, core: client.CoreV1Api, delay: float) -> None:
+        self.core, self.delay = core, delay
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        first: dict[str, float] = {}
+        while not self._stop.is_set():
+            live = [p for p in self.core.list_namespaced_pod(NS).items if p.status.phase in ("Pending", "Running")]
+            self.peak = max(self.peak, len(live))
+            for p in live:
+                if p.metadata.deletion_timestamp:
+                    continue
+                if time.monotonic() - first.setdefault(p.metadata.name, time.monotonic()) < self.delay:
+                    continue
+                now = dt.datetime.now(dt.UTC).isoformat()
+                state = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}
+                body = {"status": {"phase": "Succeeded", "containerStatuses": [
+                    {"name": "run", "ready": False, "restartCount": 0, "image": "x", "imageID": "", "state": state}]}}
+                with contextlib.suppress(client.exceptions.ApiException):
+                    self.core.patch_namespaced_pod_status(p.metadata.name, NS, body)
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> FakeKubelet:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def create(plane: ControlPlane, names: list[str]) -> None:
+    docs = []
+    for i, name in enumerate(names):
+        stamp = (dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=i)).isoformat()
+        docs.append(
+            "apiVersion: monaco.dev/v1alpha1\nkind: CodeSubmission\n"
+            f"metadata: {{name: {name}, annotations: {{monaco.dev/submitted-at: '{stamp}'}}}}\n"
+            "spec: {language: python, code: 'print(1)', input: '', limits: {timeoutSeconds: 5, memoryMb: 64}}\n"
+        )
+    plane.kubectl("-n", NS, "create", "-f", "-", user=plane.api, input="---\n".join(docs))
+
+
+def statuses(custom: client.CustomObjectsApi, prefix: str) -> dict[str, dict[str, Any]]:
+    items = custom.list_namespaced_custom_object("monaco.dev", "v1alpha1", NS, "codesubmissions")["items"]
+    return {o["metadata"]["name"]: o.get("status") or {} for o in items if o["metadata"]["name"].startswith(prefix)}
+
+
+def finished(custom: client.CustomObjectsApi, prefix: str = "burst") -> int:
+    return sum(s.get("phase") in ("completed", "failed") for s in statuses(custom, prefix).values())
+
+
+class Recorder:
+    """Watches the submissions' status: every distinct result and start ever seen, per name."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.proc = subprocess.Popen(
+            ["kubectl", f"--kubeconfig={plane.admin}", "-n", NS, "get", "codesubmissions", "--watch", "--no-headers",
+             "-o", "custom-columns=N:.metadata.name,V:.status.verdict,C:.status.completedAt,S:.status.startedAt"],
+            stdout=subprocess.PIPE, text=True)
+        self.results: dict[str, set[tuple[str, str]]] = {}
+        self.starts: dict[str, set[str]] = {}
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = line.split()
+            if len(parts) != 4:
+                continue
+            name, verdict, completed, started = parts
+            if completed != "<none>":
+                self.results.setdefault(name, set()).add((verdict, completed))
+            if started != "<none>":
+                self.starts.setdefault(name, set()).add(started)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self._thread.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def test_crd_rejects_bad_specs_and_keeps_spec_immutable(plane: ControlPlane) -> None:
+    bad = ("apiVersion: monaco.dev/v1alpha1\nkind: CodeSubmission\nmetadata: {name: bad}\n"
+           "spec: {language: 'Py thon', code: x, limits: {timeoutSeconds: 0, memoryMb: 1}}\n")
+    out = plane.kubectl("-n", NS, "create", "-f", "-", user=plane.api, input=bad, check=False)
+    assert out.returncode != 0 and "memoryMb" in out.stderr and "timeoutSeconds" in out.stderr
+    create(plane, ["immutable"])
+    out = plane.kubectl("-n", NS, "patch", "codesubmission", "immutable", "--type=merge", "-p",
+                        '{"spec":{"code":"y"}}', check=False)
+    assert out.returncode != 0 and "spec is immutable" in out.stderr
+    out = plane.kubectl("-n", NS, "patch", "codesubmission", "immutable", "--type=merge", "-p",
+                        '{"spec":{"code":"y"}}', user=plane.api, check=False)
+    assert "forbidden" in out.stderr  # the API may not edit a submission at all
+    plane.kubectl("-n", NS, "delete", "codesubmission", "immutable")
+
+
+def test_burst_with_two_operator_kills_ends_each_submission_once(
+    plane: ControlPlane, operator: Operator, k8s: tuple[client.CoreV1Api, client.BatchV1Api, client.CustomObjectsApi]
+) -> None:
+    core, batch, custom = k8s
+    names = [f"burst-{i:02d}" for i in range(16)]
+    recorder = Recorder(plane)
+    try:
+        with FakeKubelet(core, delay=0.3) as kubelet:
+            create(plane, names)
+            wait_for(lambda: finished(custom) >= 3, what="the first results")
+            operator.kill()
+            operator.start()
+            wait_for(lambda: finished(custom) >= 8, what="more results")
+            operator.kill()
+            operator.start()
+            wait_for(lambda: finished(custom) == len(names), what="every result")
+            assert kubelet.peak <= MAX_WORKERS
+        wait_for(lambda: not [j for j in batch.list_namespaced_job(NS).items if j.metadata.name.startswith("csub-b")],
+                 what="the Jobs to be deleted")
+        assert not [c for c in core.list_namespaced_config_map(NS).items if c.metadata.name.startswith("csub-burst")]
+        wait_for(lambda: set(recorder.results) == set(names), what="the watch to see every result")
+    finally:
+        recorder.stop()
+    assert all(len(r) == 1 for r in recorder.results.values()), recorder.results
+    assert all(len(s) == 1 for s in recorder.starts.values()), recorder.starts
+    log = (plane.work / "operator.log").read_text()
+    admitted = [line.split("admitted ")[1].split()[0] for line in log.splitlines() if "admitted burst-" in line]
+    assert admitted[:4] == names[:4]  # FIFO (before the first kill)
+
+
+def test_cancel_frees_the_slot_and_deletes_the_children(
+    plane: ControlPlane, operator: Operator, k8s: tuple[client.CoreV1Api, client.BatchV1Api, client.CustomObjectsApi]
+) -> None:
+    core, batch, custom = k8s
+    create(plane, ["cancel-1", "cancel-2", "cancel-3"])
+    wait_for(lambda: [s.get("phase") for s in statuses(custom, "cancel").values()] == ["running", "running", "queued"],
+             what="two running, one queued")
+    pods = core.list_namespaced_pod(NS, label_selector="monaco.dev/submission=cancel-1").items
+    assert pods and pods[0].spec.security_context.run_as_non_root  # admitted by the restricted PSS
+    plane.kubectl("-n", NS, "delete", "codesubmission", "cancel-1", "--wait=false", user=plane.api)
+    wait_for(lambda: statuses(custom, "cancel").get("cancel-3", {}).get("phase") == "running", timeout=15,
+             what="the queued one to be admitted")
+    wait_for(lambda: not batch.list_namespaced_job(NS, label_selector="monaco.dev/submission=cancel-1").items,
+             what="the cancelled Job to go")
+    for name in ("cancel-2", "cancel-3"):
+        plane.kubectl("-n", NS, "delete", "codesubmission", name)
+
+
+def test_a_pod_that_never_starts_fails_at_the_start_deadline(
+    plane: ControlPlane, operator: Operator, k8s: tuple[client.CoreV1Api, client.BatchV1Api, client.CustomObjectsApi]
+) -> None:
+    _, batch, custom = k8s
+    create(plane, ["stuck"])
+    wait_for(lambda: statuses(custom, "stuck").get("stuck", {}).get("phase") == "failed", timeout=40,
+             what="the start deadline")
+    status = statuses(custom, "stuck")["stuck"]
+    assert status["verdict"] == "system_error" and "did not start" in status["message"]
+    wait_for(lambda: not batch.list_namespaced_job(NS, label_selector="monaco.dev/submission=stuck").items,
+             what="the Job to be deleted")
