@@ -144,6 +144,7 @@ class ControlPlane:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +200,7 @@ class Operator:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(timeout=10)
 
 
 @pytest.fixture
