@@ -266,7 +266,10 @@ pack() { # pack NAME ROOTFS OUT [mkoci args...]
 	local name=$1 root=$2 out=$3
 	shift 3
 	$PY "$HERE/mkoci.py" "$root" "$out.part" --name "${REF[$name]}" --level "$GZIP_LEVEL" \
-		"${EXCLUDES[@]}" "$@" >"$out.json.part"
+		"${EXCLUDES[@]}" "$@" >"$out.json.part" || {
+		rm -f "$out.part" "$out.json.part"
+		die "$name: mkoci.py failed"
+	}
 	mv "$out.json.part" "$out.json"
 	mv "$out.part" "$out"
 }
@@ -461,31 +464,39 @@ main() {
 	local need_base=0
 	for t in "${targets[@]}"; do [ "$t" != pause ] && need_base=1; done
 	[ $need_base = 1 ] && build_base
-	# Images build in separate processes, JOBS at a time (apt downloads overlap with packing).
+	# Images build in separate processes (each with its own mounts, temp dirs and EXIT trap), JOBS at
+	# a time: one image's apt downloads overlap another's packing. A TERM/INT here is passed on to them.
 	local todo=() n rc=0 running
+	declare -gA NAME_OF=() RC=()
 	for t in "${targets[@]}"; do
 		[ "$t" = base ] && { echo "base - $BASE_TAR"; continue; }
 		todo+=("$t")
 	done
+	trap 'kill -TERM "${!NAME_OF[@]}" 2>/dev/null; wait; rm -f "$CACHE"/oci/.out.*; exit 130' INT TERM
 	for t in "${todo[@]}"; do
-		while running=$(jobs -rp | wc -l) && [ "$running" -ge "$JOBS" ]; do wait -n || true; done
-		(
-			r=0
-			MONACO_IMAGES_LOCKED=1 "$BASH" "$HERE/build.sh" __one "$BASE_TAR" "$t" >"$CACHE/oci/.out.$t" || r=$?
-			echo "$r" >"$CACHE/oci/.rc.$t"
-		) &
+		while running=$((${#NAME_OF[@]} - ${#RC[@]})) && [ "$running" -ge "$JOBS" ]; do reap_one; done
+		MONACO_IMAGES_LOCKED=1 "$BASH" "$HERE/build.sh" __one "$BASE_TAR" "$t" >"$CACHE/oci/.out.$t" &
+		NAME_OF[$!]=$t
 	done
-	wait
+	while [ "${#RC[@]}" -lt "${#NAME_OF[@]}" ]; do reap_one || break; done
+	trap 'exit 130' INT TERM
 	for n in "${todo[@]}"; do
-		if [ "$(cat "$CACHE/oci/.rc.$n" 2>/dev/null)" = 0 ]; then
+		if [ "${RC[$n]:-1}" = 0 ]; then
 			cat "$CACHE/oci/.out.$n"
 		else
 			rc=1
 			log "$n: FAILED"
 		fi
-		rm -f "$CACHE/oci/.out.$n" "$CACHE/oci/.rc.$n"
+		rm -f "$CACHE/oci/.out.$n"
 	done
 	return $rc
+}
+
+reap_one() { # wait for any one child image build and record its exit status
+	local pid="" r=0
+	wait -n -p pid || r=$?
+	[ -n "$pid" ] || return 1
+	RC[${NAME_OF[$pid]}]=$r
 }
 
 main "$@"
