@@ -218,10 +218,7 @@ def write_layer(rootfs: str, out: BinaryIO, flt: _Filter, level: int = 6) -> tup
     """Write the gzip layer of rootfs to out; return (digest, diff_id, size, entries)."""
     w = _LayerWriter(out, level)
     with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:  # type: ignore[call-overload]
-        if os.path.isdir(rootfs):
-            n = _add_tree(tar, rootfs, flt)
-        else:
-            n = _add_tar(tar, rootfs, flt)
+        n = _add_tree(tar, rootfs, flt) if os.path.isdir(rootfs) else _add_tar(tar, rootfs, flt)
     w.finish()
     return "sha256:" + w.blob.hexdigest(), "sha256:" + w.diff.hexdigest(), w.size, n
 
@@ -473,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.mtime is not None:
         import datetime
 
-        created = datetime.datetime.fromtimestamp(a.mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = datetime.datetime.fromtimestamp(a.mtime, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     cfg = ImageConfig(
         env=a.env,
         entrypoint=_json_list(a.entrypoint, "--entrypoint"),

@@ -178,8 +178,16 @@ class MkociTest(unittest.TestCase):
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             rc = mkoci.main(
-                [str(self.root), str(out), "--name", "monaco.local/x:y", "--entrypoint", '["/bin/hello"]',
-                 "--mtime", "0"]
+                [
+                    str(self.root),
+                    str(out),
+                    "--name",
+                    "monaco.local/x:y",
+                    "--entrypoint",
+                    '["/bin/hello"]',
+                    "--mtime",
+                    "0",
+                ]
             )
         self.assertEqual(rc, 0)
         self.assertEqual(json.loads(printed.getvalue())["name"], "monaco.local/x:y")
