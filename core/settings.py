@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     )
     sandbox_run_as_user: int = Field(65534, ge=1, validation_alias=_env("SANDBOX_RUN_AS_USER"))
     sandbox_work_mb: int = Field(64, ge=1, validation_alias=_env("SANDBOX_WORK_MB"))
+    # CPU of each sandbox container (requests == limits): a Kubernetes quantity such as 500m or 1.
+    sandbox_cpu: str = Field("500m", pattern=r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$", validation_alias=_env("SANDBOX_CPU"))
     sandbox_labels: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_LABELS"))
     sandbox_annotations: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_ANNOTATIONS"))
     health_port: int = Field(8081, ge=1, le=65535, validation_alias=_env("HEALTH_PORT"))

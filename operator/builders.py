@@ -20,8 +20,6 @@ TMP_DIR = "/tmp"
 WORK_DIR = "/tmp/work"
 RUNNER = f"{SRC_DIR}/runner.sh"
 COMPILE, RUN = "compile", "run"
-# No setting holds the CPU of a sandbox yet: one core each, requests == limits (Guaranteed QoS).
-SANDBOX_CPU = "1"
 # What the runner itself (sh, head, base64) needs beside the program, inside the same cgroup.
 RUNNER_MEMORY_MB = 8
 # Container logs count against ephemeral storage; the runner's own stdout is one envelope.
@@ -73,8 +71,9 @@ def build_network_policy(sub: Submission, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _resources(memory_mb: int, storage_mb: int) -> dict[str, Any]:
-    amounts = {"cpu": SANDBOX_CPU, "memory": f"{memory_mb}Mi", "ephemeral-storage": f"{storage_mb}Mi"}
+def _resources(cpu: str, memory_mb: int, storage_mb: int) -> dict[str, Any]:
+    """requests == limits: Guaranteed QoS, and the scheduler places exactly what the sandbox may use."""
+    amounts = {"cpu": cpu, "memory": f"{memory_mb}Mi", "ephemeral-storage": f"{storage_mb}Mi"}
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
@@ -130,7 +129,7 @@ def _compile_container(sub: Submission, settings: Settings) -> dict[str, Any]:
         "command": ["/bin/sh", RUNNER, COMPILE],
         "workingDir": TMP_DIR,
         "env": _env(env),
-        "resources": _resources(limits.memory_mb + RUNNER_MEMORY_MB,
+        "resources": _resources(settings.sandbox_cpu, limits.memory_mb + RUNNER_MEMORY_MB,
                                 settings.sandbox_work_mb + _build_mb(sub) + LOG_MB),
         "securityContext": _security_context(),
         "volumeMounts": [
@@ -166,7 +165,7 @@ def _run_container(sub: Submission, settings: Settings) -> dict[str, Any]:
         "command": ["/bin/sh", RUNNER, RUN],
         "workingDir": TMP_DIR,
         "env": _env(env),
-        "resources": _resources(sub.memory_mb + RUNNER_MEMORY_MB, storage),
+        "resources": _resources(settings.sandbox_cpu, sub.memory_mb + RUNNER_MEMORY_MB, storage),
         "securityContext": _security_context(),
         "volumeMounts": mounts,
     }

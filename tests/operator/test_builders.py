@@ -154,6 +154,15 @@ def test_requests_equal_limits(settings: Settings, language: str) -> None:
         resources = container["resources"]
         assert resources["requests"] == resources["limits"]
         assert set(resources["limits"]) == {"cpu", "memory", "ephemeral-storage"}
+        assert resources["limits"]["cpu"] == settings.sandbox_cpu
+
+
+def test_cpu_from_settings(settings: Settings) -> None:
+    settings = Settings(sandbox_cpu="2")
+    pod = builders.build_job(sub_of(settings, language="c"), settings)["spec"]["template"]["spec"]
+    assert {c["resources"]["limits"]["cpu"] for c in all_containers(pod)} == {"2"}
+    with pytest.raises(ValueError, match="sandbox_cpu"):
+        Settings(sandbox_cpu="lots")
 
 
 def test_labels_annotations_and_placement_from_settings(settings: Settings) -> None:
