@@ -454,7 +454,7 @@ main() {
 		case $t in
 		all) targets+=("${ALL_IMAGES[@]}") ;;
 		base | pause | python | java | gcc | node | monaco) targets+=("$t") ;;
-		*) die "unknown image '$t' (all|base|${ALL_IMAGES[*]// /|})" ;;
+		*) die "unknown image '$t' (all|base|$(IFS='|'; echo "${ALL_IMAGES[*]}"))" ;;
 		esac
 	done
 	mkdir -p "$CACHE/oci" "$CACHE/base" "$CACHE/apt-archives"
