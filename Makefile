@@ -42,6 +42,15 @@ test: lint unit
 bench: setup
 	$(PY) bench/run.py
 
+# e2e: the local cluster (unless KUBECONFIG names one), Monaco installed by its chart, pytest e2e/
+.PHONY: e2e bench-k8s
+e2e: setup
+	bash e2e/run.sh
+
+# the Kubernetes benchmarks run against an installed release (see bench/k8s.py)
+bench-k8s: setup
+	bash e2e/cluster/run-in-cluster.sh $(PY) bench/k8s.py
+
 # ---- local e2e cluster (e2e/cluster/, owner: cluster harness) --------------------------
 # cluster-up: a real single-node Kubernetes inside netns monaco-e2e (builds are cached under
 #   $${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}; state under $${MONACO_E2E_STATE:-/var/lib/monaco-e2e})
