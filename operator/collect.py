@@ -19,6 +19,8 @@ from monaco.operator.state import PodRecord, SubmissionRecord, first, job_record
 log = logging.getLogger("monaco.operator")
 # A running submission whose Job is missing this long (and confirmed gone) lost its Job to someone else.
 LOST_GRACE = timedelta(seconds=5)
+# How long the indexes may lag behind a result this process wrote.
+RECENT = timedelta(seconds=30)
 # Beyond the Job's own deadline and the start deadline: the last resort that ends anything.
 GIVE_UP_SLACK = timedelta(seconds=60)
 
@@ -32,6 +34,12 @@ class Collector:
         self.clock = clock
         self.busy: set[str] = set()  # submissions being finished by this process now
         self.torn_down: set[str] = set()
+        # uid -> when this process finished it: for a moment the indexes still show it running.
+        self.done: dict[str, datetime] = {}
+
+    def _recent(self, sub: SubmissionRecord) -> bool:
+        at = self.done.get(sub.uid)
+        return at is not None and self.clock() - at < RECENT
 
     async def _read_log(self, pod: str, container: str) -> bytes | None:
         limit = self.settings.output_limit_bytes
@@ -43,7 +51,7 @@ class Collector:
     async def _finish(self, sub: SubmissionRecord, outcome: Outcome | None = None,
                       pod: PodRecord | None = None, ix: Indexes | None = None) -> bool:
         """Finish one submission with `outcome`, or with what its ended `pod` tells; once at a time."""
-        if sub.key in self.busy:
+        if sub.key in self.busy or self._recent(sub):
             return False
         self.busy.add(sub.key)
         try:
@@ -55,7 +63,10 @@ class Collector:
                     log.exception("could not read the result of %s; the periodic check will retry", sub.name)
                     return False
             started = pod.created if pod is not None else None
-            return bool(await finish(self.cluster, sub.name, sub.phase, outcome, self.clock(), started))
+            wrote = bool(await finish(self.cluster, sub.name, sub.phase, outcome, self.clock(), started))
+            if wrote:
+                self.done[sub.uid] = self.clock()
+            return wrote
         finally:
             self.busy.discard(sub.key)
             self.admission.wake()
@@ -68,7 +79,7 @@ class Collector:
         if not ix.jobs.get(sub.key):
             self.torn_down.discard(sub.key)
             return
-        if sub.key in self.torn_down:
+        if sub.key in self.torn_down or self._recent(sub):
             return
         self.torn_down.add(sub.key)
         await teardown(self.cluster, sub.name)
@@ -107,6 +118,9 @@ class Collector:
     async def check(self, ix: Indexes) -> None:
         """End what events alone cannot: start deadlines, lost Jobs, missed results, the last resort."""
         now = self.clock()
+        for uid, at in list(self.done.items()):
+            if now - at >= RECENT:
+                del self.done[uid]
         for values in list(ix.submissions.values()):
             for sub in list(values):
                 if sub.deleting or sub.key in self.busy:

@@ -76,8 +76,12 @@ async def test_the_same_pod_seen_twice_writes_one_result(
     stale = seen(cluster, [ended])
     await asyncio.gather(collector.on_pod(ended, stale), collector.on_pod(ended, stale))
     await collector.on_pod(ended, stale)  # a late duplicate event with the stale index
+    await collector.check(stale)  # and the periodic check, before the index catches up
     assert len(cluster.status_writes) == 1
     assert cluster.status("a")["verdict"] == "runtime_error"
+    # No second round of log reads and deletes either.
+    assert len([c for c in cluster.calls if c[0] == "read_log"]) == 1
+    assert len([c for c in cluster.calls if c[0] == "delete_children"]) == 1
 
 
 @pytest.mark.anyio
