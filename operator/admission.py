@@ -23,7 +23,7 @@ from monaco.core.resource import SUBMITTED_AT_ANNOTATION
 from monaco.core.settings import Settings
 from monaco.operator import builders, names, results
 from monaco.operator.cleanup import finish
-from monaco.operator.cluster import Cluster, status_ops
+from monaco.operator.cluster import Cluster, Rejected, status_ops
 from monaco.operator.state import IndexLike, JobRecord, PodRecord, SubmissionRecord, parse_time
 from monaco.operator.submission import SpecError, from_body
 
@@ -171,6 +171,11 @@ class Admission:
                 self.cluster.create_network_policy(builders.build_network_policy(submission, self.settings)),
             )
             existing = await self.cluster.create_job(builders.build_job(submission, self.settings))
+        except Rejected as exc:
+            self.inflight.pop(sub.key, None)
+            await finish(self.cluster, sub.name, Status.QUEUED,
+                         results.system_error(f"the API server refused the sandbox: {exc}"), self.clock())
+            return False
         except Exception:
             self.inflight.pop(sub.key, None)
             log.exception("could not create the sandbox of %s; will retry", sub.name)

@@ -7,6 +7,7 @@ the caller saw, so two writers can never both finish one submission, whatever cr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -19,6 +20,18 @@ from monaco.operator import names
 log = logging.getLogger("monaco.operator")
 JSON_PATCH = "application/json-patch+json"
 _CONFLICTS = (409, 422)
+
+
+class Rejected(Exception):
+    """The API server refused an object for good (400 or 422): retrying the same request cannot help."""
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        body = {}
+    return str(body.get("message") or exc.reason or exc.status)
 
 
 def api_client() -> client.ApiClient:
@@ -143,6 +156,8 @@ class Cluster:
         except ApiException as exc:
             if exc.status == 409:
                 return False
+            if exc.status in (400, 422):
+                raise Rejected(f"{body.get('kind', 'object')} {body['metadata']['name']}: {_message(exc)}") from exc
             raise
         return True
 

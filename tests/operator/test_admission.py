@@ -8,6 +8,7 @@ import pytest
 
 from monaco.core.settings import Settings
 from monaco.operator.admission import Admission, Indexes, occupied, plan, waiting
+from monaco.operator.cluster import Rejected
 from tests.operator.conftest import Clock, FakeCluster, container_status, indexes, job, pod, submission
 
 
@@ -213,3 +214,14 @@ async def test_an_earlier_submission_not_yet_queued_is_not_overtaken(settings: S
     assert cluster.status("early")["phase"] == "running"
     assert cluster.status("early")["queuedAt"] == "2026-01-01T12:00:01.000Z"
     assert cluster.phase("late") == "queued"
+
+
+@pytest.mark.anyio
+async def test_a_sandbox_the_api_server_refuses_fails_the_submission(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(submission("a", phase="queued"))
+    cluster.fail_create = Rejected("Job csub-a: spec.template.spec.containers[0].image: Required value")
+    admission = make(settings, cluster, clock)
+    assert await admission.admit_next(index_of(cluster)) == []
+    status = cluster.status("a")
+    assert status["verdict"] == "system_error" and "image: Required value" in status["message"]
+    assert admission.inflight == {}

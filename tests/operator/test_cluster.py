@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from monaco.operator.cluster import JSON_PATCH, Cluster, status_ops
+from monaco.operator.cluster import JSON_PATCH, Cluster, Rejected, status_ops
 from tests.operator.conftest import NS, FakeCluster, PatchFailed, apply_json_patch
 
 
@@ -100,6 +100,16 @@ async def test_create_job_returns_none_when_it_created_it() -> None:
     cluster = fake_cluster()
     assert await cluster.create_job({"metadata": {"name": "csub-a"}}) is None
     cluster.batch.read_namespaced_job.assert_not_called()
+
+
+@pytest.mark.anyio
+async def test_an_invalid_object_is_rejected_with_the_api_servers_message() -> None:
+    cluster = fake_cluster()
+    exc = ApiException(status=422, reason="Unprocessable Entity")
+    exc.body = '{"kind": "Status", "message": "Job.batch \\"csub-a\\" is invalid: spec.template: Required value"}'
+    cluster.batch.create_namespaced_job.side_effect = exc
+    with pytest.raises(Rejected, match=r"is invalid: spec\.template: Required value"):
+        await cluster.create_job({"kind": "Job", "metadata": {"name": "csub-a"}})
 
 
 @pytest.mark.anyio
