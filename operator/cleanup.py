@@ -32,7 +32,12 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
         fields = results.finished_status(attempt, now).wire()
         if seen == Status.QUEUED and started is not None:
             fields["startedAt"] = iso(started)
-        if await cluster.patch_status(name, status_ops(fields, phase=seen)):
+        try:
+            wrote = await cluster.patch_status(name, status_ops(fields, phase=seen))
+        except Exception as exc:  # e.g. a status too large for etcd: the next attempt may be smaller
+            log.warning("writing the result of %s failed: %s", name, exc)
+            wrote = False
+        if wrote:
             log.info("%s finished: %s %s", name, attempt.verdict.value, attempt.message)
             await teardown(cluster, name)
             return True

@@ -5,6 +5,7 @@ The table of failures lives here, apart from any Kubernetes call, so it is teste
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -27,6 +28,9 @@ OOM = "OOMKilled"
 # log lines, and stdout and stderr are each up to the output limit, base64-encoded.
 _LOG_LINE = 16384
 LogReader = Callable[[str, str], Awaitable[bytes | None]]
+# Encoded bytes for output, stderr and compileOutput together: with the largest spec (code and input
+# at their CRD maxima, escaped) the object stays below etcd's 1.5 MiB.
+STATUS_TEXT_BUDGET = 384 * 1024
 
 
 def log_tail_lines(output_limit: int) -> int:
@@ -137,12 +141,32 @@ def _clip(text: str, limit: int) -> tuple[str, bool]:
     return (text, False) if len(text) <= limit else (text[:limit], True)
 
 
+def encoded_size(text: str) -> int:
+    """An upper bound of the bytes the API server's JSON encoder spends on `text` (it escapes <, > and
+    &, and control characters, as six bytes each; other characters take at most six as \\uXXXX)."""
+    return len(json.dumps(text)) + 5 * sum(text.count(c) for c in "<>&")
+
+
+def _fit(texts: dict[str, str], budget: int) -> tuple[dict[str, str], bool]:
+    """Halve the largest text until all of them fit `budget` encoded bytes: the status must fit etcd."""
+    cut = False
+    while sum(encoded_size(t) for t in texts.values()) > budget:
+        largest = max(texts, key=lambda k: encoded_size(texts[k]))
+        texts[largest] = texts[largest][: len(texts[largest]) // 2]
+        cut = True
+    return texts, cut
+
+
 def finished_status(outcome: Outcome, now: datetime) -> r.SubmissionStatus:
-    """The status fields of a finished submission, clipped to the CRD's bounds."""
+    """The status fields of a finished submission, clipped to the CRD's bounds and to a byte budget."""
     output, cut_out = _clip(outcome.output, r.MAX_OUTPUT)
     stderr, cut_err = _clip(outcome.stderr, r.MAX_STDERR)
     compile_output, _ = _clip(outcome.compile_output, r.MAX_COMPILE_OUTPUT)
     message, _ = _clip(outcome.message, r.MAX_MESSAGE)
+    texts, cut = _fit({"output": output, "stderr": stderr, "compile_output": compile_output},
+                      STATUS_TEXT_BUDGET)
+    output, stderr, compile_output = texts["output"], texts["stderr"], texts["compile_output"]
+    cut_out = cut_out or cut
     return r.SubmissionStatus(
         phase=outcome.status.value,
         verdict=outcome.verdict.value,

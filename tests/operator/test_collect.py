@@ -116,6 +116,21 @@ async def test_a_result_the_api_server_refuses_still_ends_the_submission(setting
 
 
 @pytest.mark.anyio
+async def test_a_write_that_fails_with_an_error_falls_back_to_a_bare_verdict(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(running())
+    real_patch = cluster.patch_status
+
+    async def too_large(name: str, ops: list[dict[str, Any]]) -> bool:
+        if any(op.get("path") == "/status/output" and op["value"] for op in ops):
+            raise RuntimeError("etcdserver: request is too large")
+        return await real_patch(name, ops)
+
+    cluster.patch_status = too_large  # type: ignore[method-assign]
+    assert await cleanup.finish(cluster, "a", "running", Outcome(verdict=Verdict.OK, output="x"), clock())  # type: ignore[arg-type]
+    assert cluster.status("a")["verdict"] == "system_error"
+
+
+@pytest.mark.anyio
 async def test_finish_of_a_deleted_submission_writes_nothing(settings: Settings, clock: Clock) -> None:
     cluster = FakeCluster()
     assert not await cleanup.finish(cluster, "a", "running", Outcome(verdict=Verdict.OK), clock())  # type: ignore[arg-type]

@@ -257,3 +257,26 @@ def test_log_bounds_cover_the_largest_envelope() -> None:
     assert lines >= 14 + 2 * (limit * 4 // 3 // 16384 + 1)
     assert results.log_limit_bytes(limit) >= lines * 16384
     assert results.log_tail_lines(1024) <= 30
+
+
+def test_hostile_output_is_cut_to_the_etcd_budget() -> None:
+    # '<' costs six bytes in the API server's JSON; control characters too.
+    outcome = Outcome(verdict=Verdict.OK, output="<" * r.MAX_OUTPUT, stderr="\x01" * r.MAX_STDERR,
+                      compile_output="&" * r.MAX_COMPILE_OUTPUT)
+    status = results.finished_status(outcome, T0).wire()
+    total = sum(results.encoded_size(status[k]) for k in ("output", "stderr", "compileOutput"))
+    assert total <= results.STATUS_TEXT_BUDGET and status["truncated"] is True
+    assert status["output"] and status["stderr"] and status["compileOutput"]
+
+
+def test_plain_output_is_not_cut() -> None:
+    outcome = Outcome(verdict=Verdict.OK, output="x" * 65536, stderr="y" * 65536)
+    status = results.finished_status(outcome, T0).wire()
+    assert len(status["output"]) == 65536 and status["truncated"] is False
+
+
+def test_etcd_worst_case_fits() -> None:
+    # Code full of escaped characters, a full printable input. (An input of 512 Ki control characters
+    # would take 3 MiB alone: no status budget can save that; the API must bound input in bytes.)
+    spec = results.encoded_size("<" * r.MAX_CODE) + results.encoded_size("a" * r.MAX_INPUT)
+    assert spec + results.STATUS_TEXT_BUDGET + 6 * r.MAX_MESSAGE + 8192 < 1_572_864
