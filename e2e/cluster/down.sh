@@ -6,7 +6,10 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
-QUIET=0; [[ ${1:-} == --quiet ]] && QUIET=1
+QUIET=0 PURGE=0
+for a in "$@"; do
+  case "$a" in --quiet) QUIET=1 ;; --purge) PURGE=1 ;; *) die "usage: $0 [--quiet] [--purge]" ;; esac
+done
 say() { ((QUIET)) || log "$@"; }
 
 [[ $(id -u) == 0 ]] || die "must run as root"
@@ -85,8 +88,7 @@ if [[ -e $NETNS_PATH ]]; then
 fi
 
 # 3. the rest of the daemons
-stop_daemons 20 kube-scheduler kube-controller-manager containerd
-stop_daemons kube-apiserver
+stop_daemons 20 kube-scheduler kube-controller-manager containerd kube-apiserver
 stop_daemons etcd
 
 # 4. anything still running inside our netns (e.g. containerd shims, a daemon whose pid file
@@ -126,9 +128,10 @@ for d in /sys/fs/cgroup/*/kubepods; do
   [[ -d $d ]] && log "warning: cgroup $d is still there"
 done
 
-# 8. bulky state (images, etcd data, pod volumes); logs stay for post-mortems
+# 8. bulky state (etcd data, pod volumes; with --purge the image store too); logs stay
 if [[ -d $STATE ]]; then
-  rm -rf "$STATE/containerd/root" "$STATE/containerd/state" "$STATE/etcd" "$STATE/kubelet/root" "$STATE/cni/ipam" 2>/dev/null ||
+  ((PURGE)) && rm -rf "$STATE/containerd/root"
+  rm -rf "$STATE/containerd/state" "$STATE/etcd" "$STATE/kubelet/root" "$STATE/cni/ipam" 2>/dev/null ||
     log "warning: could not remove all of $STATE"
 fi
 say "cluster down"

@@ -29,7 +29,14 @@ if [[ -x $IMAGES_DIR/build.sh && -z ${MONACO_E2E_SKIP_IMAGE_BUILD:-} ]]; then
 fi
 
 # --- state dir, tools ----------------------------------------------------------------------
-rm -rf "$STATE"
+# Everything but containerd's image store is made anew. The image store (content + unpacked
+# snapshots, no containers: down.sh deletes them all) is kept between cycles, so importing the
+# images is a no-op after the first up; MONACO_E2E_FRESH_IMAGES=1 or `down.sh --purge` drops it.
+if [[ -d $STATE ]]; then
+  [[ -n ${MONACO_E2E_FRESH_IMAGES:-} ]] && rm -rf "$STATE/containerd/root"
+  find "$STATE" -mindepth 1 -maxdepth 1 ! -name containerd -exec rm -rf {} +
+  find "$STATE/containerd" -mindepth 1 -maxdepth 1 ! -name root -exec rm -rf {} +
+fi
 mkdir -p "$STATE"/{bin,logs,pids,etcd,cni/net.d,cni/ipam,containerd,kubelet,kube-proxy}
 ln -sf "$K8S_BIN/kubectl" "$STATE/bin/kubectl"
 ln -sf "$HELM_BIN/helm" "$STATE/bin/helm"
@@ -140,6 +147,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 EOF
 start_daemon containerd /usr/bin/containerd --config "$CTRD/config.toml"
 wait_daemon containerd 60 ctr -a "$CTRD_SOCK" version
+# a kept image store holds no containers; drop any that an interrupted down.sh left behind
+for c in $(ctr -a "$CTRD_SOCK" -n k8s.io containers ls -q); do
+  ctr -a "$CTRD_SOCK" -n k8s.io tasks delete -f "$c" >/dev/null 2>&1 || true
+  ctr -a "$CTRD_SOCK" -n k8s.io containers delete "$c" >/dev/null 2>&1 || true
+done
 
 # --- images (before the kubelet, so that nothing is ever pulled) ---------------------------
 if [[ -n ${MONACO_E2E_SKIP_IMAGE_IMPORT:-} ]]; then
