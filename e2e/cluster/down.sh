@@ -56,16 +56,23 @@ stop_daemons() {
 stop_daemons kubelet kube-router kube-proxy
 
 # 2. pod sandboxes: remember their network namespaces, kill and delete every container
-POD_NETNS=()
+POD_NETNS=() POD_UIDS=() CONTAINER_IDS=()
 if [[ -S $CTRD_SOCK ]] && ctr -a "$CTRD_SOCK" version >/dev/null 2>&1; then
-  mapfile -t POD_NETNS < <(ctr -a "$CTRD_SOCK" -n k8s.io containers ls -q 2>/dev/null | while read -r c; do
-    ctr -a "$CTRD_SOCK" -n k8s.io containers info "$c" 2>/dev/null | python3 -c '
+  mapfile -t CONTAINER_IDS < <(ctr -a "$CTRD_SOCK" -n k8s.io containers ls -q 2>/dev/null)
+  # what each container leaves outside the state dir: its pod's netns, its pod's log folder
+  while read -r kind value; do
+    case "$kind" in netns) POD_NETNS+=("$value") ;; uid) POD_UIDS+=("$value") ;; esac
+  done < <(for c in "${CONTAINER_IDS[@]}"; do
+    ctr -a "$CTRD_SOCK" -n k8s.io containers info "$c" 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 try:
-    spec = json.load(sys.stdin)["Spec"]
-    for ns in spec.get("linux", {}).get("namespaces", []):
+    info = json.load(sys.stdin)
+    uid = info.get("Labels", {}).get("io.kubernetes.pod.uid")
+    if uid:
+        print("uid", uid)
+    for ns in info["Spec"].get("linux", {}).get("namespaces", []):
         if ns.get("type") == "network" and ns.get("path"):
-            print(ns["path"])
+            print("netns", ns["path"])
 except Exception:
     pass'
   done | sort -u)
@@ -115,6 +122,18 @@ for ns in "${POD_NETNS[@]}"; do
   [[ $ns == /run/netns/* || $ns == /var/run/netns/* ]] || continue
   umount "$ns" 2>/dev/null || umount -l "$ns" 2>/dev/null; rm -f "$ns"
 done
+
+# leftovers of the kubelet and the CNI outside the state dir (paths these versions hard-code)
+for uid in "${POD_UIDS[@]}"; do
+  for d in /var/log/pods/*_"$uid"; do
+    [[ -d $d ]] || continue
+    for l in /var/log/containers/*.log; do [[ -L $l && $(readlink "$l") == "$d"/* ]] && rm -f "$l"; done
+    rm -rf "$d"
+  done
+done
+for c in "${CONTAINER_IDS[@]}"; do rm -f /var/lib/cni/results/*-"$c"-*; done
+rm -f /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint
+rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/lib/cni/results /var/lib/cni 2>/dev/null
 
 # 6. the cluster's network namespace: takes its veths, bridge, iptables rules and ipsets along
 if [[ -e $NETNS_PATH ]]; then
