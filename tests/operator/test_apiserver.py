@@ -15,10 +15,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
+import http.server
+import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from kubernetes import client
@@ -119,6 +123,7 @@ class ControlPlane:
             f"--cert-dir={w / 'certs'}", "--authorization-mode=Node,RBAC", f"--token-auth-file={w / 'tokens.csv'}",
             "--service-account-issuer=https://kubernetes.default.svc", f"--service-account-key-file={w / 'sa.pub'}",
             f"--service-account-signing-key-file={w / 'sa.key'}", "--service-cluster-ip-range=10.96.0.0/16",
+            "--kubelet-preferred-address-types=InternalIP",
         ])
         self.admin = self.kubeconfig("admin", "admintoken")
         self.operator = self.kubeconfig("op", "optoken")
@@ -377,3 +382,163 @@ def test_a_pod_that_never_starts_fails_at_the_start_deadline(
     assert status["verdict"] == "system_error" and "did not start" in status["message"]
     wait_for(lambda: not batch.list_namespaced_job(NS, label_selector="monaco.dev/submission=stuck").items,
              what="the Job to be deleted")
+
+
+class LoggingKubelet:
+    """A fake node whose 'kubelet' runs each sandbox's containers with the real runner, on this machine
+    and with the pod's own environment and ConfigMap, then serves their logs to the API server (which
+    proxies the operator's pods/log reads here) and writes the pod's terminal status."""
+
+    def __init__(self, plane: ControlPlane, core: client.CoreV1Api) -> None:
+        self.plane, self.core = plane, core
+        self.work = plane.work / "node"
+        self.work.mkdir(exist_ok=True)
+        self.logs: dict[tuple[str, str], bytes] = {}
+        self.requests: list[dict[str, list[str]]] = []
+        self.port = free_port()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._server = self._serve()
+
+    def _serve(self) -> http.server.ThreadingHTTPServer:
+        key, cert = self.work / "kubelet.key", self.work / "kubelet.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                        "-out", str(cert), "-days", "1", "-subj", "/CN=fake-node"], check=True, capture_output=True)
+        kubelet = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                _, _, _ns, pod, container = url.path.split("/")[:5]
+                query = parse_qs(url.query)
+                kubelet.requests.append(query)
+                data = kubelet.logs.get((pod, container))
+                if data is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                lines = data.splitlines(keepends=True)
+                if "tailLines" in query:
+                    lines = lines[-int(query["tailLines"][0]):]
+                body = b"".join(lines)
+                if "limitBytes" in query:
+                    body = body[: int(query["limitBytes"][0])]
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        return server
+
+    def register_node(self) -> None:
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "fake-node"}}
+        with contextlib.suppress(client.exceptions.ApiException):
+            self.core.create_node(node)
+        self.core.patch_node_status("fake-node", {"status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}}}})
+
+    def _execute(self, pod: Any) -> None:
+        name = pod.metadata.name
+        cm = self.core.read_namespaced_config_map(pod.spec.volumes[0].config_map.name, NS)
+        base = self.work / name
+        src, build = base / "src", base / "build"
+        src.mkdir(parents=True)
+        build.mkdir()
+        for key, value in cm.data.items():
+            (src / key).write_text(value)
+        statuses: dict[str, list[dict[str, Any]]] = {"initContainerStatuses": [], "containerStatuses": []}
+        now = dt.datetime.now(dt.UTC).isoformat()
+        for kind, containers in (("initContainerStatuses", pod.spec.init_containers or []),
+                                 ("containerStatuses", pod.spec.containers)):
+            for c in containers:
+                # The pod's mounts, mapped onto this machine's directories.
+                mounts = {"/monaco/src": str(src), "/monaco/build": str(build), "/tmp": str(base)}
+
+                def here(value: str, mounts: dict[str, str] = mounts) -> str:
+                    for inside, outside in mounts.items():
+                        if value == inside or value.startswith(inside + "/"):
+                            return outside + value[len(inside):]
+                    return value
+
+                env = {e.name: here(e.value) for e in c.env} | {"PATH": os.environ["PATH"]}
+                command = [here(arg) for arg in c.command]
+                out = subprocess.run(command, env=env, capture_output=True, timeout=60, check=True).stdout
+                self.logs[(name, c.name)] = out
+                statuses[kind].append({"name": c.name, "ready": False, "restartCount": 0, "image": c.image,
+                                       "imageID": "", "state": {"terminated": {
+                                           "exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}})
+        if not statuses["initContainerStatuses"]:
+            del statuses["initContainerStatuses"]
+        self.core.patch_namespaced_pod_status(name, NS, {"status": {"phase": "Succeeded", **statuses}})
+
+    def _run(self) -> None:
+        done: set[str] = set()
+        while not self._stop.is_set():
+            for pod in self.core.list_namespaced_pod(NS).items:
+                name = pod.metadata.name
+                if name in done or pod.metadata.deletion_timestamp or pod.status.phase != "Pending":
+                    continue
+                done.add(name)
+                if not pod.spec.node_name:
+                    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                               "target": {"apiVersion": "v1", "kind": "Node", "name": "fake-node"}}
+                    with contextlib.suppress(Exception):  # some client versions choke on the reply
+                        self.core.create_namespaced_pod_binding(name, NS, binding)
+                self._execute(self.core.read_namespaced_pod(name, NS))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> LoggingKubelet:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.register_node()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def create_one(plane: ControlPlane, name: str, language: str, code: str, stdin: str = "") -> None:
+    doc = {"apiVersion": "monaco.dev/v1alpha1", "kind": "CodeSubmission", "metadata": {"name": name},
+           "spec": {"language": language, "code": code, "input": stdin}}
+    plane.kubectl("-n", NS, "create", "-f", "-", user=plane.api, input=json.dumps(doc))
+
+
+def test_results_travel_from_the_runner_through_the_pod_logs(
+    plane: ControlPlane, operator: Operator, k8s: tuple[client.CoreV1Api, client.BatchV1Api, client.CustomObjectsApi]
+) -> None:
+    core, _, custom = k8s
+    cases = {
+        "log-ok": ("python", "import sys\nprint(sys.stdin.read().upper(), end='')", "hello\n"),
+        "log-exit": ("python", "import sys\nprint('bye', file=sys.stderr)\nsys.exit(3)", ""),
+        "log-c": ("c", '#include <stdio.h>\nint main(void){puts("from c");return 0;}\n', ""),
+        "log-cerr": ("c", "int main(void){ return nope; }\n", ""),
+    }
+    if not shutil.which("gcc"):
+        cases = {k: v for k, v in cases.items() if v[0] != "c"}
+    with LoggingKubelet(plane, core) as kubelet:
+        for name, (language, code, stdin) in cases.items():
+            create_one(plane, name, language, code, stdin)
+        wait_for(lambda: finished(custom, "log-") == len(cases), what="every result")
+        got = statuses(custom, "log-")
+    assert got["log-ok"]["verdict"] == "ok" and got["log-ok"]["output"] == "HELLO\n", got["log-ok"]
+    assert got["log-ok"]["executionTimeMs"] > 0 and got["log-ok"]["exitCode"] == 0
+    assert got["log-exit"]["verdict"] == "runtime_error" and got["log-exit"]["stderr"] == "bye\n"
+    assert got["log-exit"]["exitCode"] == 3
+    if "log-c" in got:
+        assert got["log-c"]["verdict"] == "ok" and got["log-c"]["output"] == "from c\n", got["log-c"]
+        assert got["log-c"]["compileTimeMs"] > 0
+        assert got["log-cerr"]["verdict"] == "compile_error" and "nope" in got["log-cerr"]["compileOutput"]
+    # Every read was bounded.
+    assert kubelet.requests and all("tailLines" in q and "limitBytes" in q for q in kubelet.requests)
