@@ -1,10 +1,14 @@
 """The operator against a real API server, without nodes: etcd, kube-apiserver and kube-controller-manager
 (Job, garbage collector, ServiceAccount controllers) on loopback ports, the manifests applied with
-kubectl, the operator run as `monaco operator` with the operator's own RBAC, and a fake kubelet that
-ends sandbox pods by writing their status (so logs are unreadable and every verdict is system_error).
+kubectl, the operator run as `monaco operator` with the operator's own RBAC, and two fake kubelets:
+one ends sandbox pods by writing their status (no logs: every verdict is system_error), the other is a
+node whose "kubelet" runs the pod's containers' commands with the real runner on this machine (the
+pod's env and ConfigMap, mounts mapped to local dirs) and serves their logs to the API server.
 
 Proves what unit tests cannot: the CRD and its CEL rule, the JSON-patch compare-and-set, RBAC, the
-restricted Pod Security admission of the sandbox pod, garbage collection, and restarts.
+restricted Pod Security admission of the sandbox pod, garbage collection, restarts, and the result's way
+from the runner through pods/log to the status. Not proven here: real containers, cgroups, OOM kills,
+evictions, NetworkPolicy enforcement (the e2e suite's job).
 
 Opt-in (it starts processes and takes a minute): MONACO_TEST_APISERVER=1, with etcd and kubectl on PATH
 and kube-apiserver + kube-controller-manager in MONACO_KUBE_BIN (default: the e2e harness's cache).
