@@ -266,12 +266,12 @@ iptables:
   syncPeriod: 10s
   minSyncPeriod: 0s
 EOF
-start_daemon kube-proxy "$K8S_BIN/kube-proxy" --config="$STATE/kube-proxy/config.yaml" --v=1
 
 # --- wait until the cluster is usable ------------------------------------------------------
 wait_daemon kubelet 120 kubectl_admin get node "$NODE_NAME"
 
-# NetworkPolicy enforcer: kube-router, firewall only (it needs the Node object to exist)
+# kube-proxy and the NetworkPolicy enforcer (kube-router, firewall only) read the Node object
+start_daemon kube-proxy "$K8S_BIN/kube-proxy" --config="$STATE/kube-proxy/config.yaml" --v=1
 start_daemon kube-router "$KUBE_ROUTER_BIN/kube-router" \
   --kubeconfig="$STATE/kube-router.kubeconfig" --hostname-override="$NODE_NAME" \
   --run-firewall=true --run-router=false --run-service-proxy=false \
