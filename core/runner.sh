@@ -134,11 +134,15 @@ ulimit -f $((fsize_kb * 2)) # dash counts -f in 512-byte blocks
 [ "${MONACO_AS_KB:-0}" -gt 0 ] && ulimit -v "$MONACO_AS_KB"
 [ "${MONACO_NOFILE:-0}" -gt 0 ] && ulimit -n "$MONACO_NOFILE"
 [ "${MONACO_NPROC:-0}" -gt 0 ] && ulimit -p "$MONACO_NPROC"
+# The program shares the runner's memory limit: make it the OOM killer's first choice, so that a fork
+# bomb of small processes loses one of its own and never the runner (or nothing would report the run).
+# Raising one's own oom_score_adj needs no privilege.
+command="echo 1000 2>/dev/null >/proc/self/oom_score_adj; $MONACO_COMMAND"
 start=$(date +%s%N)
 if [ "$phase" = compile ]; then
-	timeout -s KILL "$secs" sh -c "$MONACO_COMMAND" <"$stdin" >"$out" 2>&1
+	timeout -s KILL "$secs" sh -c "$command" <"$stdin" >"$out" 2>&1
 else
-	timeout -s KILL "$secs" sh -c "$MONACO_COMMAND" <"$stdin" >"$out" 2>"$err"
+	timeout -s KILL "$secs" sh -c "$command" <"$stdin" >"$out" 2>"$err"
 fi
 status=$?
 end=$(date +%s%N)
