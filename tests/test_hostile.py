@@ -102,6 +102,11 @@ async def assert_nothing_left(app: Starlette, settings: Settings) -> None:
     await wait_until(lambda: not run_dirs(), 5, f"the run dirs in {settings.sandboxes} to be removed")
 
 
+def summary(result: dict[str, Any]) -> str:
+    """What a failed assertion should show of a result: every field, the long ones cut short."""
+    return json.dumps({k: (v[:300] + "..." if isinstance(v, str) and len(v) > 300 else v) for k, v in result.items()})
+
+
 def result_text(result: dict[str, Any]) -> str:
     return "\n".join(str(result.get(k) or "") for k in ("output", "stderr", "compileOutput", "message"))
 
@@ -129,7 +134,8 @@ async def test_fork_bomb(
 ) -> None:
     started = time.monotonic()
     result = await beside_normal(client, language, code, timeoutSeconds=2)
-    assert result["verdict"] in ("timeout", "runtime_error"), result
+    # A bomb of many small processes may also fill the memory limit first: memory_limit is as right.
+    assert result["verdict"] in ("timeout", "runtime_error", "memory_limit"), summary(result)
     assert result["status"] == "failed"
     assert time.monotonic() - started < 10
     await assert_nothing_left(app, settings)
