@@ -546,3 +546,11 @@ def test_results_travel_from_the_runner_through_the_pod_logs(
         assert got["log-cerr"]["verdict"] == "compile_error" and "nope" in got["log-cerr"]["compileOutput"]
     # Every read was bounded.
     assert kubelet.requests and all("tailLines" in q and "limitBytes" in q for q in kubelet.requests)
+
+
+def test_the_sandbox_namespace_really_enforces_restricted(plane: ControlPlane) -> None:
+    """So the sandbox pods created above passed a real Pod Security admission, not an absent one."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rootful"},
+           "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    out = plane.kubectl("-n", NS, "create", "-f", "-", input=json.dumps(pod), check=False)
+    assert out.returncode != 0 and "violates PodSecurity" in out.stderr and "restricted" in out.stderr
