@@ -12,16 +12,23 @@ T0=$SECONDS
 
 # A leftover cluster (or a failed up) is torn down first, so up.sh always starts clean.
 "$HERE/down.sh" --quiet
+# A failed up tears down what it started (logs stay in $STATE/logs), unless asked to keep it.
+on_exit() {
+  local rc=$?
+  ((rc == 0)) && return
+  log "up failed (exit $rc); daemon logs: $STATE/logs"
+  [[ -n ${MONACO_E2E_KEEP_ON_FAILURE:-} ]] || "$HERE/down.sh" --quiet
+}
+trap on_exit EXIT
 
 install_packages
 "$HERE/build.sh" all
 
 IMAGES_DIR="$REPO_ROOT/e2e/images"
-PAUSE_IMAGE="registry.k8s.io/pause:3.9"
-if [[ -f $IMAGES_DIR/images.env ]]; then
-  # shellcheck disable=SC1091
-  source "$IMAGES_DIR/images.env"
-fi
+# image tags (PAUSE_IMAGE is containerd's sandbox_image) come from the image helper's file
+# shellcheck disable=SC1091
+[[ -f $IMAGES_DIR/images.env ]] && source "$IMAGES_DIR/images.env"
+[[ -n ${PAUSE_IMAGE:-} ]] || die "PAUSE_IMAGE is not set (e2e/images/images.env)"
 if [[ -x $IMAGES_DIR/build.sh && -z ${MONACO_E2E_SKIP_IMAGE_BUILD:-} ]]; then
   log "building images (cached) with e2e/images/build.sh"
   # shellcheck disable=SC2086
