@@ -164,6 +164,8 @@ MONACO_RUNTIME_CLASS_NAME only when set (an empty value would not mean "none").
   value: {{ .Values.sandbox.runAsUser | int | quote }}
 - name: MONACO_SANDBOX_WORK_MB
   value: {{ .Values.sandbox.workDirMb | int | quote }}
+- name: MONACO_SANDBOX_CPU
+  value: {{ .Values.sandbox.cpu | quote }}
 {{- end }}
 
 {{/* Annotations that roll the pods when their configuration changes. */}}
