@@ -1,0 +1,48 @@
+"""The built wheel carries every package and data file: imports work from it, not only from the checkout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+CHECK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from importlib import resources
+import monaco.core.cli, monaco.api.app, monaco.api.local.backend, monaco.operator.main
+for module in (monaco.core.cli, monaco.api.app, monaco.operator.main):
+    assert module.__file__.startswith(sys.argv[1]), module.__file__
+assert "#MONACO-ENVELOPE v1" in resources.files("monaco.core").joinpath("runner.sh").read_text()
+assert "languages:" in resources.files("monaco.core").joinpath("languages.yaml").read_text()
+assert "unshare(" in resources.files("monaco.api.local").joinpath("nsrun.c").read_text()
+from monaco.core.settings import Settings
+assert sorted(Settings().registry.names) == ["c", "cpp", "java", "python"]
+print("ok")
+"""
+
+
+def test_wheel_imports(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("monaco-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not any(n.startswith(("core/", "api/", "operator/", "tests/")) for n in names)
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    done = subprocess.run([sys.executable, "-c", CHECK, str(site)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.stdout.strip() == "ok", done.stderr
