@@ -35,7 +35,7 @@ lint: setup
 	cd $(TYPECHECK) && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p monaco
 
 unit: setup
-	$(PY) -m pytest tests
+	$(VENV)/bin/pytest tests
 
 test: lint unit
 
