@@ -40,12 +40,16 @@ stop_pids() {
 
 # stop_daemons [TIMEOUT] NAME...: stop these daemons together
 stop_daemons() {
-  local timeout=15 pids=() n f
+  local timeout=15 pids=() n f p cmd
   [[ $1 =~ ^[0-9]+$ ]] && { timeout=$1; shift; }
   for n in "$@"; do
     f="$STATE/pids/$n.pid"
     [[ -f $f ]] || continue
-    pids+=("$(cat "$f")"); rm -f "$f"
+    p="$(cat "$f")"; rm -f "$f"
+    # a stale pid file (e.g. the machine was restarted) must not make us kill a stranger
+    [[ $p =~ ^[0-9]+$ ]] || continue
+    cmd="$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
+    [[ $cmd == *"$n"* ]] && pids+=("$p")
   done
   ((${#pids[@]})) || return 0
   say "stopping $*"
