@@ -68,10 +68,29 @@ measure() {
 		fi
 	done
 }
-reap() { # kill everything the program left behind
+reap() { # kill everything the program left behind, and let it die before this script forks again
 	if [ "$$" = 1 ]; then
 		kill -KILL -1 2>/dev/null
 		wait 2>/dev/null
+		# Dying processes still hold the memory and process slots this script shares with them: a fork
+		# now can fail ("Cannot fork"), which ends a shell without its envelope. Builtins only, until
+		# every other process is a zombie (its memory freed) or gone; bounded in case one never dies.
+		tries=0
+		while [ "$tries" -lt 2000 ]; do
+			alive=0
+			for p in /proc/[0-9]*; do
+				[ "$p" = /proc/1 ] && continue
+				while read -r key value; do
+					if [ "$key" = State: ]; then
+						case $value in Z*) ;; *) alive=1 ;; esac
+						break
+					fi
+				done 2>/dev/null <"$p/status"
+				[ "$alive" = 1 ] && break
+			done
+			[ "$alive" = 0 ] && break
+			tries=$((tries + 1))
+		done
 	fi
 }
 emit() {
@@ -145,12 +164,12 @@ else
 	timeout -s KILL "$secs" sh -c "$command" <"$stdin" >"$out" 2>"$err"
 fi
 status=$?
+reap
 end=$(date +%s%N)
 wall_ns=$((end - start))
 if [ "$status" -ge 128 ] && [ "$wall_ns" -ge $((timeout_ms * 1000000)) ]; then
 	timed_out=1
 fi
-reap
 if [ "$phase" = compile ] && [ "$status" = 0 ] && [ "$timed_out" = 0 ]; then
 	: >"$MONACO_BUILD_DIR/.monaco-compiled"
 fi
