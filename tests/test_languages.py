@@ -202,6 +202,26 @@ async def test_java_non_public_class_with_main(client: httpx.AsyncClient) -> Non
     assert result["output"] == "from helper\n"
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "// Unlike a public class Example, this one reads nothing.\npublic class Solution {\n"
+        '  public static void main(String[] args) { System.out.println("found"); }\n}\n',
+        "/**\n * public class Helper was here once.\n */\npublic class Solution {\n"
+        '  public static void main(String[] args) { System.out.println("found"); }\n}\n',
+        "public interface Greeter { String hi(); }\nclass Main {\n"
+        '  public static void main(String[] args) { Greeter g = () -> "found"; System.out.println(g.hi()); }\n}\n',
+        'public enum Solution { ONE; public static void main(String[] args) { System.out.println("found"); } }\n',
+        'public record Solution(int x) { public static void main(String[] args) { System.out.println("found"); } }\n',
+    ],
+    ids=["comment-names-a-class", "javadoc-names-a-class", "public-interface", "public-enum", "public-record"],
+)
+async def test_java_file_named_after_its_public_type(client: httpx.AsyncClient, code: str) -> None:
+    result = await run_program(client, "java", code)
+    assert_ran_ok(result)
+    assert result["output"] == "found\n"
+
+
 async def test_cpp17_iostream_and_structured_bindings(client: httpx.AsyncClient) -> None:
     code = (
         "#include <iostream>\n#include <map>\n#include <string>\n#include <optional>\n\n"
