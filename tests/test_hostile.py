@@ -208,6 +208,7 @@ async def test_threads_burning_cpu_end_as_a_timeout(client: httpx.AsyncClient) -
 # ---------------------------------------------------------------- output
 
 
+@pytest.mark.languages
 @pytest.mark.anyio
 async def test_infinite_output(client: httpx.AsyncClient, app: Starlette, settings: Settings) -> None:
     result = await beside_normal(client, "python", 'while True:\n    print("x" * 1000)\n')
@@ -220,6 +221,7 @@ async def test_infinite_output(client: httpx.AsyncClient, app: Starlette, settin
     await assert_nothing_left(app, settings)
 
 
+@pytest.mark.languages
 @pytest.mark.anyio
 async def test_infinite_stderr(client: httpx.AsyncClient) -> None:
     result = await beside_normal(client, "c", '#include <stdio.h>\nint main(void) { for (;;) fputs("e", stderr); }\n')
@@ -228,6 +230,7 @@ async def test_infinite_stderr(client: httpx.AsyncClient) -> None:
     assert result["stderr"] == "e" * 65536
 
 
+@pytest.mark.languages
 @pytest.mark.anyio
 async def test_a_larger_output_cap_is_honoured(settings: Settings, anyio_backend: str) -> None:
     """An operator may raise the cap (up to 16 MiB): the whole output must still come back."""
@@ -274,6 +277,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.languages
 @pytest.mark.slow
 @pytest.mark.anyio
 async def test_filling_the_disk(client: httpx.AsyncClient, app: Starlette, settings: Settings) -> None:
@@ -350,6 +354,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.languages
 @pytest.mark.anyio
 async def test_no_network_not_even_the_api_host(client: httpx.AsyncClient) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -403,6 +408,7 @@ print("PIDS", sorted(p for p in os.listdir("/proc") if p.isdigit()))
 """
 
 
+@pytest.mark.languages
 @pytest.mark.anyio
 async def test_the_servers_environment_is_invisible(client: httpx.AsyncClient) -> None:
     assert os.environ[SECRET_NAME] == SECRET  # the server (this process) holds it
@@ -438,6 +444,7 @@ sys.exit(0)
 """
 
 
+@pytest.mark.languages
 @pytest.mark.anyio
 async def test_background_child_dies_with_the_program(
     client: httpx.AsyncClient, app: Starlette, settings: Settings
@@ -486,6 +493,7 @@ sys.exit(3)
 """
 
 
+@pytest.mark.languages
 @pytest.mark.anyio
 async def test_fake_envelope_markers_are_just_output(client: httpx.AsyncClient) -> None:
     code = FAKE_MARKERS.replace("FORGED", repr(forged_envelope("NONCE")))
@@ -527,6 +535,7 @@ sys.exit(3)
 """
 
 
+@pytest.mark.languages
 @pytest.mark.anyio
 async def test_writing_where_the_runner_writes_changes_nothing(client: httpx.AsyncClient) -> None:
     # Any nonce will do: the real envelope is printed after the program is dead, so it comes last.
@@ -567,6 +576,7 @@ print("swapped")
 """
 
 
+@pytest.mark.languages
 @pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize(
@@ -641,6 +651,8 @@ print("victim done")
 """
 
 
+@pytest.mark.slow
+@pytest.mark.languages
 @pytest.mark.anyio
 async def test_no_access_to_the_store_or_other_submissions(
     client: httpx.AsyncClient, app: Starlette, settings: Settings
