@@ -135,6 +135,15 @@ for uid in "${POD_UIDS[@]}"; do
     rm -rf "$d"
   done
 done
+# pods deleted just before down.sh whose log folders the kubelet had no time to remove
+if [[ -f $STATE/.up-started ]]; then
+  while read -r d; do
+    for l in /var/log/containers/*.log; do [[ -L $l && $(readlink "$l") == "$d"/* ]] && rm -f "$l"; done
+    rm -rf "$d"
+  done < <(find /var/log/pods -mindepth 1 -maxdepth 1 -type d -newer "$STATE/.up-started" 2>/dev/null)
+fi
+# the kubelet's per-container links whose pod log folder is gone (dangling links only)
+find /var/log/containers -maxdepth 1 -xtype l -lname '/var/log/pods/*' -delete 2>/dev/null
 for c in "${CONTAINER_IDS[@]}"; do rm -f /var/lib/cni/results/*-"$c"-*; done
 rm -f /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint
 rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/lib/cni/results /var/lib/cni 2>/dev/null

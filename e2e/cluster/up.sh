@@ -10,7 +10,13 @@ source "$HERE/lib.sh"
 T0=$SECONDS
 [[ $(id -u) == 0 ]] || die "must run as root"
 
-# A leftover cluster (or a failed up) is torn down first, so up.sh always starts clean.
+# One cluster per machine. A live one (processes in its netns) may be someone else's e2e run:
+# refuse rather than pull it from under them. A dead leftover (or a failed up) is torn down.
+if [[ -e $NETNS_PATH && -n "$(ip netns pids "$NETNS" 2>/dev/null)" && -z ${MONACO_E2E_REPLACE:-} ]]; then
+  log "a cluster is already running in netns $NETNS (state $STATE)."
+  log "use it (e2e/cluster/run-in-cluster.sh ...), stop it with e2e/cluster/down.sh, or set MONACO_E2E_REPLACE=1"
+  exit 3
+fi
 "$HERE/down.sh" --quiet
 # A failed up tears down what it started (logs stay in $STATE/logs), unless asked to keep it.
 on_exit() {
@@ -49,6 +55,9 @@ ln -sf "$K8S_BIN/kubectl" "$STATE/bin/kubectl"
 ln -sf "$HELM_BIN/helm" "$STATE/bin/helm"
 ln -sf /usr/bin/ctr "$STATE/bin/ctr"
 for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do ln -sf "$K8S_BIN/$b" "$STATE/bin/$b"; done
+
+# down.sh removes the kubelet's leftovers outside the state dir (e.g. /var/log/pods) newer than this
+touch "$STATE/.up-started"
 
 # --- network namespace ---------------------------------------------------------------------
 log "creating netns $NETNS"
