@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 import uuid
+from datetime import datetime
 from typing import Any
 
 import pytest
-
 from conftest import Kubectl, wait_until
 
 # Pods the tests start: restricted-PSS compliant unless a test says otherwise.

@@ -64,7 +64,7 @@ build_helm() {
   if [[ -f "$dir/.done" ]]; then log "helm $HELM_VERSION: cached"; return; fi
   local t0=$SECONDS
   mkdir -p "$dir/bin"
-  CGO_ENABLED=0 GOBIN="$dir/bin" GOTOOLCHAIN="${HELM_GOTOOLCHAIN:-local}" GOFLAGS= \
+  CGO_ENABLED=0 GOBIN="$dir/bin" GOTOOLCHAIN="${HELM_GOTOOLCHAIN:-local}" GOFLAGS="" \
     go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   touch "$dir/.done"
@@ -76,7 +76,7 @@ build_kube_router() {
   if [[ -f "$dir/.done" ]]; then log "kube-router $KUBE_ROUTER_VERSION: cached"; return; fi
   local t0=$SECONDS
   mkdir -p "$dir/bin"
-  CGO_ENABLED=0 GOBIN="$dir/bin" GOTOOLCHAIN="${KUBE_ROUTER_GOTOOLCHAIN:-local}" GOFLAGS= \
+  CGO_ENABLED=0 GOBIN="$dir/bin" GOTOOLCHAIN="${KUBE_ROUTER_GOTOOLCHAIN:-local}" GOFLAGS="" \
     go install -trimpath -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
     "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
   touch "$dir/.done"

@@ -1,4 +1,5 @@
 # Common settings and helpers for the local e2e cluster scripts. Source it, don't run it.
+# shellcheck disable=SC2034  # variables used by the scripts that source this file
 # shellcheck shell=bash
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$CLUSTER_DIR/../.." && pwd)"
@@ -52,9 +53,6 @@ install_packages() {
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } || rc=$?
   ((ours)) && rm -f "$policy"
   ((rc == 0)) || die "apt-get install failed"
-  # a packaged etcd/containerd started anyway (e.g. by an init script) would clash with ours
-  local pidf
-  for pidf in /run/etcd.pid /run/containerd.pid; do [[ -f $pidf ]] && kill "$(cat "$pidf")" 2>/dev/null || true; done
   return 0
 }
 
