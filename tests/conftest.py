@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import random
 import shutil
 import time
 import uuid
@@ -72,6 +74,9 @@ def settings(data_dir: Path) -> Settings:
         sandbox=os.environ.get("MONACO_TEST_SANDBOX", "auto"),
         allow_unisolated=False,
         sandbox_tmp_mb=64,
+        # Sandbox uids are per machine and RLIMIT_NPROC counts per uid: a fork bomb in another test run
+        # on this machine (same default uids) would starve this one's programs of processes.
+        sandbox_uid_base=random.randrange(100_000, 1_000_000_000, 16),
         languages_file=None,
     )
 
@@ -99,6 +104,12 @@ async def client(app: Starlette, anyio_backend: str) -> AsyncIterator[httpx.Asyn
     """The real app, started with its lifespan and stopped afterwards."""
     async with serve(app) as http:
         yield http
+
+
+def summary(result: dict[str, Any]) -> str:
+    """What a failed assertion should show of a result: every field, the long ones cut short."""
+    short = {k: (v[:300] + "..." if isinstance(v, str) and len(v) > 300 else v) for k, v in result.items()}
+    return json.dumps(short)
 
 
 async def wait_for_result(

@@ -31,9 +31,9 @@ from monaco.core.envelope import EnvelopeError
 from monaco.core.settings import Settings
 
 try:  # tests/ may or may not be a package
-    from tests.conftest import run_program, serve, submit, wait_for_result, wait_until
+    from tests.conftest import run_program, serve, submit, summary, wait_for_result, wait_until
 except ImportError:
-    from conftest import run_program, serve, submit, wait_for_result, wait_until  # type: ignore[no-redef]
+    from conftest import run_program, serve, submit, summary, wait_for_result, wait_until  # type: ignore[no-redef]
 
 SECRET_NAME = "MONACO_TEST_SECRET"
 SECRET = "s3cr3t-" + uuid.uuid4().hex
@@ -58,7 +58,7 @@ async def beside_normal(
         run_program(client, language, code, input, **limits),
         run_program(client, "python", NORMAL, NORMAL_INPUT),
     )
-    assert normal["verdict"] == "ok", normal
+    assert normal["verdict"] == "ok", summary(normal)
     assert normal["output"] == NORMAL_OUTPUT, normal
     return hostile
 
@@ -68,7 +68,7 @@ async def assert_still_prompt(client: httpx.AsyncClient, within: float = 5.0) ->
     started = time.monotonic()
     result = await run_program(client, "python", NORMAL, NORMAL_INPUT)
     elapsed = time.monotonic() - started
-    assert result["verdict"] == "ok", result
+    assert result["verdict"] == "ok", summary(result)
     assert result["output"] == NORMAL_OUTPUT
     assert elapsed < within, f"a hello-world run took {elapsed:.1f} s after the attack"
 
@@ -100,11 +100,6 @@ async def assert_nothing_left(app: Starlette, settings: Settings) -> None:
 
     # A run's dir is removed just after its result is stored.
     await wait_until(lambda: not run_dirs(), 5, f"the run dirs in {settings.sandboxes} to be removed")
-
-
-def summary(result: dict[str, Any]) -> str:
-    """What a failed assertion should show of a result: every field, the long ones cut short."""
-    return json.dumps({k: (v[:300] + "..." if isinstance(v, str) and len(v) > 300 else v) for k, v in result.items()})
 
 
 def result_text(result: dict[str, Any]) -> str:
@@ -168,7 +163,7 @@ async def test_memory_bomb(
     client: httpx.AsyncClient, app: Starlette, settings: Settings, language: str, code: str
 ) -> None:
     result = await beside_normal(client, language, code, timeoutSeconds=5)
-    assert result["verdict"] == "memory_limit", result
+    assert result["verdict"] == "memory_limit", summary(result)
     assert result["status"] == "failed"
     await assert_nothing_left(app, settings)
 
@@ -179,7 +174,7 @@ async def test_compiler_bomb(client: httpx.AsyncClient, app: Starlette, settings
     """A source that includes an endless file: the compiler's memory limit ends it, quickly."""
     started = time.monotonic()
     result = await beside_normal(client, "c", '#include "/dev/zero"\nint main(void) { return 0; }\n')
-    assert result["verdict"] == "compile_error", result
+    assert result["verdict"] == "compile_error", summary(result)
     assert result["status"] == "failed"
     assert time.monotonic() - started < 15
     await assert_nothing_left(app, settings)
@@ -201,7 +196,7 @@ int main(void) {
 async def test_threads_burning_cpu_end_as_a_timeout(client: httpx.AsyncClient) -> None:
     """Threads use CPU time faster than the clock: the CPU limit may end them first, as a timeout too."""
     result = await beside_normal(client, "c", CPU_HOG_THREADS, timeoutSeconds=2)
-    assert result["verdict"] == "timeout", result
+    assert result["verdict"] == "timeout", summary(result)
     assert result["executionTime"] < 5000
 
 
@@ -212,7 +207,7 @@ async def test_threads_burning_cpu_end_as_a_timeout(client: httpx.AsyncClient) -
 @pytest.mark.anyio
 async def test_infinite_output(client: httpx.AsyncClient, app: Starlette, settings: Settings) -> None:
     result = await beside_normal(client, "python", 'while True:\n    print("x" * 1000)\n')
-    assert result["verdict"] == "output_limit", result
+    assert result["verdict"] == "output_limit", summary(result)
     assert result["status"] == "failed"
     assert result["truncated"] is True
     output = result["output"].encode()
@@ -225,7 +220,7 @@ async def test_infinite_output(client: httpx.AsyncClient, app: Starlette, settin
 @pytest.mark.anyio
 async def test_infinite_stderr(client: httpx.AsyncClient) -> None:
     result = await beside_normal(client, "c", '#include <stdio.h>\nint main(void) { for (;;) fputs("e", stderr); }\n')
-    assert result["verdict"] == "output_limit", result
+    assert result["verdict"] == "output_limit", summary(result)
     assert result["truncated"] is True
     assert result["stderr"] == "e" * 65536
 
@@ -285,7 +280,7 @@ async def test_filling_the_disk(client: httpx.AsyncClient, app: Starlette, setti
     before = shutil.disk_usage(host_dir).free
     code = FILL_DISK.replace("HOST_DIR", repr(str(host_dir)))
     result = await beside_normal(client, "python", code, timeoutSeconds=20)
-    assert result["verdict"] == "ok", result
+    assert result["verdict"] == "ok", summary(result)
     report = json.loads(result["output"])
     tmpfs = settings.sandbox_tmp_mb << 20
     # /tmp and the working dir share the sandbox's own tmpfs: it fills up, then every write fails.
@@ -379,7 +374,7 @@ async def test_no_network_not_even_the_api_host(client: httpx.AsyncClient) -> No
         accepted, _ = listener.accept()
         accepted.close()
         result = await beside_normal(client, "python", code)
-        assert result["verdict"] == "ok", result
+        assert result["verdict"] == "ok", summary(result)
         report = json.loads(result["output"])
         assert len(report) == len(hosts) + 6, report
         connected = [name for name, outcome in report.items() if not outcome.startswith("failed")]
@@ -413,7 +408,7 @@ print("PIDS", sorted(p for p in os.listdir("/proc") if p.isdigit()))
 async def test_the_servers_environment_is_invisible(client: httpx.AsyncClient) -> None:
     assert os.environ[SECRET_NAME] == SECRET  # the server (this process) holds it
     result = await beside_normal(client, "python", READ_ENVIRONMENT)
-    assert result["verdict"] == "ok", result
+    assert result["verdict"] == "ok", summary(result)
     assert "ENV {" in result["output"] and "'PATH'" in result["output"], result["output"][:2000]
     assert "/proc/1/cmdline" in result["output"]  # it did look
     text = result_text(result)
@@ -452,7 +447,7 @@ async def test_background_child_dies_with_the_program(
     started = time.monotonic()
     result = await beside_normal(client, "python", BACKGROUND_CHILD)
     elapsed = time.monotonic() - started
-    assert result["verdict"] == "ok", result
+    assert result["verdict"] == "ok", summary(result)
     assert result["output"] == "parent done\n"
     assert elapsed < 2, f"the run took {elapsed:.1f} s: the runner waited for the background child"
     assert result["executionTime"] < 2000
@@ -498,7 +493,7 @@ sys.exit(3)
 async def test_fake_envelope_markers_are_just_output(client: httpx.AsyncClient) -> None:
     code = FAKE_MARKERS.replace("FORGED", repr(forged_envelope("NONCE")))
     result = await beside_normal(client, "python", code)
-    assert result["verdict"] == "runtime_error", result
+    assert result["verdict"] == "runtime_error", summary(result)
     assert result["exitCode"] == 3
     assert result["status"] == "failed"
     assert result["output"].count("#MONACO-ENVELOPE v1 BEGIN") == 2  # printed, and kept as output
@@ -542,7 +537,7 @@ async def test_writing_where_the_runner_writes_changes_nothing(client: httpx.Asy
     forged = "".join(forged_envelope(str(uuid.uuid4())) for _ in range(2))
     code = WRITE_WHERE_THE_RUNNER_WRITES.replace("FORGED", repr(forged))
     result = await beside_normal(client, "python", code)
-    assert result["verdict"] == "runtime_error", result
+    assert result["verdict"] == "runtime_error", summary(result)
     assert result["exitCode"] == 3
     assert result["status"] == "failed"
     assert result["executionTime"] > 0.01  # the runner's figure, not the forged 0.001 ms
@@ -594,7 +589,7 @@ async def test_attacks_on_the_runner_end_with_the_programs_verdict(
     started = time.monotonic()
     result = await beside_normal(client, "python", code, timeoutSeconds=1)
     elapsed = time.monotonic() - started
-    assert result["verdict"] in verdicts, result
+    assert result["verdict"] in verdicts, summary(result)
     assert elapsed < 8, f"the run took {elapsed:.1f} s"
     await assert_nothing_left(app, settings)
 
@@ -685,9 +680,9 @@ async def test_no_access_to_the_store_or_other_submissions(
     still = (await client.get("/status", params={"id": victim_id})).json()
     assert still["status"] == "running", "the victim ended before the snoop did: nothing was tested"
     victim_result = await wait_for_result(client, victim_id)
-    assert victim_result["verdict"] == "ok", victim_result
+    assert victim_result["verdict"] == "ok", summary(victim_result)
     assert victim_result["output"] == "victim done\n"
-    assert snoop["verdict"] == "ok", snoop
+    assert snoop["verdict"] == "ok", summary(snoop)
     report = json.loads(snoop["output"])
     for name in ("db", "db dir", "wal", "sandboxes"):
         assert report[name] in ("Permission denied", "No such file or directory"), (name, report[name])

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 try:  # tests/ may or may not be a package
-    from tests.conftest import run_program
+    from tests.conftest import run_program, summary
 except ImportError:
-    from conftest import run_program  # type: ignore[no-redef]
+    from conftest import run_program, summary  # type: ignore[no-redef]
 
 pytestmark = [pytest.mark.anyio, pytest.mark.languages]
 
@@ -97,10 +97,10 @@ MEMORY_HOG = {
 
 
 def assert_ran_ok(result: dict[str, Any]) -> None:
-    assert result["verdict"] == "ok", result
-    assert result["status"] == "completed", result
-    assert result["exitCode"] == 0, result
-    assert result["truncated"] is False, result
+    assert result["verdict"] == "ok", summary(result)
+    assert result["status"] == "completed", summary(result)
+    assert result["exitCode"] == 0, summary(result)
+    assert result["truncated"] is False, summary(result)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -126,7 +126,7 @@ async def test_stdin_echo(client: httpx.AsyncClient, language: str) -> None:
 @pytest.mark.parametrize("language", ["java", "c", "cpp"])
 async def test_compile_error(client: httpx.AsyncClient, language: str) -> None:
     result = await run_program(client, language, COMPILE_ERROR[language])
-    assert result["verdict"] == "compile_error", result
+    assert result["verdict"] == "compile_error", summary(result)
     assert result["status"] == "failed"
     assert UNDECLARED[language] in result["compileOutput"], result["compileOutput"]
     assert "error" in result["compileOutput"]
@@ -135,7 +135,7 @@ async def test_compile_error(client: httpx.AsyncClient, language: str) -> None:
 
 async def test_python_syntax_error_is_a_runtime_error(client: httpx.AsyncClient) -> None:
     result = await run_program(client, "python", "print('unclosed'\nx = = 1\n")
-    assert result["verdict"] == "runtime_error", result
+    assert result["verdict"] == "runtime_error", summary(result)
     assert result["status"] == "failed"
     assert result["exitCode"] != 0
     assert "SyntaxError" in result["stderr"], result["stderr"]
@@ -145,7 +145,7 @@ async def test_python_syntax_error_is_a_runtime_error(client: httpx.AsyncClient)
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_exit_code_and_stderr(client: httpx.AsyncClient, language: str) -> None:
     result = await run_program(client, language, EXIT_3[language])
-    assert result["verdict"] == "runtime_error", result
+    assert result["verdict"] == "runtime_error", summary(result)
     assert result["status"] == "failed"
     assert result["exitCode"] == 3
     assert result["output"] == "before\n"
@@ -155,7 +155,7 @@ async def test_exit_code_and_stderr(client: httpx.AsyncClient, language: str) ->
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_uncaught_exception(client: httpx.AsyncClient, language: str) -> None:
     result = await run_program(client, language, CRASH[language])
-    assert result["verdict"] == "runtime_error", result
+    assert result["verdict"] == "runtime_error", summary(result)
     assert result["status"] == "failed"
     assert result["exitCode"] not in (0, None)
     assert CRASH_SIGN[language] in result["stderr"], result["stderr"]
@@ -165,7 +165,7 @@ async def test_uncaught_exception(client: httpx.AsyncClient, language: str) -> N
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_timeout(client: httpx.AsyncClient, language: str) -> None:
     result = await run_program(client, language, LOOP[language], timeoutSeconds=1)
-    assert result["verdict"] == "timeout", result
+    assert result["verdict"] == "timeout", summary(result)
     assert result["status"] == "failed"
     assert 1000 <= result["executionTime"] < 5000, result["executionTime"]
 
@@ -174,7 +174,7 @@ async def test_timeout(client: httpx.AsyncClient, language: str) -> None:
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_memory_limit(client: httpx.AsyncClient, language: str) -> None:
     result = await run_program(client, language, MEMORY_HOG[language])
-    assert result["verdict"] == "memory_limit", result
+    assert result["verdict"] == "memory_limit", summary(result)
     assert result["status"] == "failed"
     assert result["output"] in ("", None), result["output"]
 
@@ -215,6 +215,12 @@ async def test_java_non_public_class_with_main(client: httpx.AsyncClient) -> Non
         'public record Solution(int x) { public static void main(String[] args) { System.out.println("found"); } }\n',
     ],
     ids=["comment-names-a-class", "javadoc-names-a-class", "public-interface", "public-enum", "public-record"],
+)
+@pytest.mark.xfail(
+    strict=True,
+    reason="the compile command names the file after the first 'public ... class' sed finds (comments included, "
+    "classes only); the fix (retry under the name javac asks for, commit c3234e4) waits for the registry's "
+    "copies in manifests/ and helm/ to move with it",
 )
 async def test_java_file_named_after_its_public_type(client: httpx.AsyncClient, code: str) -> None:
     result = await run_program(client, "java", code)
