@@ -216,12 +216,6 @@ async def test_java_non_public_class_with_main(client: httpx.AsyncClient) -> Non
     ],
     ids=["comment-names-a-class", "javadoc-names-a-class", "public-interface", "public-enum", "public-record"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="the compile command names the file after the first 'public ... class' sed finds (comments included, "
-    "classes only); the fix (retry under the name javac asks for, commit c3234e4) waits for the registry's "
-    "copies in manifests/ and helm/ to move with it",
-)
 async def test_java_file_named_after_its_public_type(client: httpx.AsyncClient, code: str) -> None:
     result = await run_program(client, "java", code)
     assert_ran_ok(result)
