@@ -25,9 +25,21 @@
 #   MONACO_FSIZE_KB      RLIMIT_FSIZE in KiB for compile (run uses the output limit)
 #   MONACO_CGROUP_MEMORY 1 to report the peak of this container's memory cgroup
 #   MONACO_NEEDS_COMPILE 1 when `run` must find a successful compile in the build dir first
+#   MONACO_SELF_PROTECT  1 to re-exec from an execute-only copy of the shell first (see below)
 set -u
 PATH=${PATH:-/usr/local/bin:/usr/bin:/bin}
 phase=${1:-run}
+# Where the runner shares its uid with the program (a Kubernetes pod), the program could ptrace it, or
+# read /proc/1/mem, and forge the envelope. A process started from a file its own uid cannot read is
+# not dumpable, which puts it out of reach: so the runner first re-executes itself (still PID 1) from
+# an execute-only copy of the shell. The local sandbox starts it from such a copy already.
+if [ "${MONACO_SELF_PROTECT:-0}" = 1 ] && [ -z "${MONACO_PROTECTED:-}" ]; then
+	read -r shcopy </proc/sys/kernel/random/uuid
+	shcopy="${TMPDIR:-/tmp}/.monaco-sh-$shcopy"
+	if cp /bin/sh "$shcopy" && chmod 0111 "$shcopy"; then
+		MONACO_PROTECTED=1 exec "$shcopy" "$0" "$@"
+	fi
+fi
 # Everything below avoids forks where a builtin will do: each one is a millisecond of every run.
 read -r nonce </proc/sys/kernel/random/uuid
 # The capture files are named by a second random value: the program can list $TMPDIR, and the nonce

@@ -108,6 +108,9 @@ def _common_env(sub: Submission, settings: Settings) -> dict[str, str]:
         # The container's memory cgroup and the kubelet's pod PID limit enforce memory and processes.
         "MONACO_AS_KB": "0",
         "MONACO_NPROC": "0",
+        # The runner shares the program's uid here: it re-executes from an execute-only shell so that
+        # the program cannot ptrace it or read its memory (see core/runner.sh).
+        "MONACO_SELF_PROTECT": "1",
     }
 
 
