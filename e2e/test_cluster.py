@@ -232,6 +232,57 @@ def test_deny_all_network_policy_cuts_a_connection_that_worked(
     assert "ok" not in later, later
 
 
+def test_a_new_pod_is_denied_from_its_first_packet(kubectl: Kubectl, namespace: str,
+                                                   images: dict[str, str], pull_policy: str) -> None:
+    """A policy that exists before the pod must hold from the pod's first connection (a Monaco
+    sandbox connects at once and exits): no window while the enforcer catches up."""
+    token = uuid.uuid4().hex
+    ip = serve(kubectl, namespace, images, pull_policy, token)
+    kubectl.apply({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                   "metadata": {"name": "deny-sandbox"},
+                   "spec": {"podSelector": {"matchLabels": {"role": "sandbox"}},
+                            "policyTypes": ["Ingress", "Egress"]}}, namespace)
+    # the enforcer has the policy itself (what is tested is a new pod's window): a long-lived
+    # selected pod is cut off first
+    guard = py(
+        "import socket, time\n"
+        "while True:\n"
+        "    s = socket.socket(); s.settimeout(1)\n"
+        "    try:\n"
+        f"        s.connect(('{ip}', 80)); print('ok', flush=True)\n"
+        "    except OSError:\n"
+        "        print('fail', flush=True)\n"
+        "    s.close(); time.sleep(0.5)\n")
+    kubectl.apply(pod("guard", images["PYTHON_IMAGE"], pull_policy, guard,
+                      labels={"role": "sandbox"}), namespace)
+
+    def guard_cut_off() -> bool:
+        out = kubectl.run("-n", namespace, "logs", "guard", check=False).stdout.split()
+        return out[-3:] == ["fail"] * 3
+    wait_until(guard_cut_off, 90, "the policy to be enforced on an existing pod")
+    once = py(
+        "import socket, time\n"
+        f"for host, port in [('{ip}', 80), ('KUBERNETES_SERVICE_PLACEHOLDER', 443)]:\n"
+        "    s = socket.socket(); s.settimeout(4); t = time.monotonic()\n"
+        "    try:\n"
+        "        s.connect((host, port)); print(host, 'OPEN', flush=True)\n"
+        "    except OSError as e:\n"
+        "        print(host, 'blocked', type(e).__name__, flush=True)\n")
+    kube_ip = kubectl("-n", "default", "get", "service", "kubernetes",
+                      "-o", "jsonpath={.spec.clusterIP}")
+    once = [part.replace("KUBERNETES_SERVICE_PLACEHOLDER", kube_ip) for part in once]
+    kubectl.apply(pod("sandbox", images["PYTHON_IMAGE"], pull_policy, once,
+                      labels={"role": "sandbox"}), namespace)
+    kubectl.apply(pod("control", images["PYTHON_IMAGE"], pull_policy, once,
+                      labels={"role": "control"}), namespace)
+    wait_phase(kubectl, namespace, "sandbox", "Succeeded")
+    wait_phase(kubectl, namespace, "control", "Succeeded")
+    sandbox = logs(kubectl, namespace, "sandbox").split("\n")
+    control = logs(kubectl, namespace, "control").split("\n")
+    assert [line.split()[1] for line in sandbox if line] == ["blocked", "blocked"], sandbox
+    assert [line.split()[1] for line in control if line] == ["OPEN", "OPEN"], control
+
+
 def test_in_cluster_client_reaches_the_kubernetes_service(
         kubectl: Kubectl, namespace: str, images: dict[str, str], pull_policy: str) -> None:
     client = py(

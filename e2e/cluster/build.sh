@@ -17,12 +17,12 @@ build_k8s() {
   mod="$dir/mod"
   rm -rf "$mod" "$bin"; mkdir -p "$mod" "$bin"
   local gomod
-  gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | /usr/bin/python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')"
+  gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | /usr/bin/python3 -I -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')"
   local minor="${K8S_VERSION#v1.}"; local stagever="v0.${minor}"
   # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces the k8s.io/* staging
   # modules with local folders that are not in the module zip. Build it from a throwaway module
   # that requires the same versions and replaces each staging module with its published v0.X.
-  /usr/bin/python3 - "$gomod" "$mod/go.mod" "$K8S_VERSION" "$stagever" <<'PY'
+  /usr/bin/python3 -I - "$gomod" "$mod/go.mod" "$K8S_VERSION" "$stagever" <<'PY'
 import re, sys
 src, dst, kver, sver = sys.argv[1:]
 text = open(src).read()

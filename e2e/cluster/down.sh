@@ -57,7 +57,7 @@ stop_daemons() {
 }
 
 # 1. the kubelet first, so nothing restarts containers; then the node agents
-stop_daemons kubelet kube-router kube-proxy
+stop_daemons kubelet kube-router kube-proxy quarantine-release
 
 # 2. pod sandboxes: remember their network namespaces, kill and delete every container
 POD_NETNS=() POD_UIDS=() CONTAINER_IDS=()
@@ -67,7 +67,7 @@ if [[ -S $CTRD_SOCK ]] && ctr -a "$CTRD_SOCK" version >/dev/null 2>&1; then
   while read -r kind value; do
     case "$kind" in netns) POD_NETNS+=("$value") ;; uid) POD_UIDS+=("$value") ;; esac
   done < <(for c in "${CONTAINER_IDS[@]}"; do
-    ctr -a "$CTRD_SOCK" -n k8s.io containers info "$c" 2>/dev/null | /usr/bin/python3 -c '
+    ctr -a "$CTRD_SOCK" -n k8s.io containers info "$c" 2>/dev/null | /usr/bin/python3 -I -c '
 import json, sys
 try:
     info = json.load(sys.stdin)

@@ -157,7 +157,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         SystemdCgroup = false
         Root = "$CTRD/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$CNI_BIN_DIR"
+    bin_dir = "$STATE/cni/bin"
     conf_dir = "$STATE/cni/net.d"
     max_conf_num = 1
 EOF
@@ -188,6 +188,18 @@ grep -qxF "$PAUSE_IMAGE" <<<"$IMAGES_IN_CONTAINERD" ||
   die "pause image $PAUSE_IMAGE is not in containerd (sandbox_image); import it first"
 
 # --- CNI -----------------------------------------------------------------------------------
+# Debian's plugins plus monaco-quarantine (see cni-quarantine: new pods are cut off until
+# kube-router enforces their NetworkPolicies; quarantine-release.sh lets them go)
+mkdir -p "$STATE/cni/bin" "$STATE/cni/quarantine"
+for p in bridge host-local portmap loopback; do ln -sf "$CNI_BIN_DIR/$p" "$STATE/cni/bin/$p"; done
+install -m 0755 "$HERE/cni-quarantine" "$STATE/cni/bin/monaco-quarantine"
+in_ns nft -f - <<'EOF'
+table ip monaco {
+  set quarantine { type ipv4_addr; }
+  chain forward { type filter hook forward priority -5; policy accept; ip saddr @quarantine drop; ip daddr @quarantine drop; }
+  chain input { type filter hook input priority -5; policy accept; ip saddr @quarantine drop; }
+}
+EOF
 cat >"$STATE/cni/net.d/10-monaco.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
@@ -206,7 +218,8 @@ cat >"$STATE/cni/net.d/10-monaco.conflist" <<EOF
         "dataDir": "$STATE/cni/ipam"
       }
     },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "monaco-quarantine", "stateDir": "$STATE/cni/quarantine"}
   ]
 }
 EOF
@@ -293,12 +306,13 @@ start_daemon kube-router "$KUBE_ROUTER_BIN/kube-router" \
   --run-firewall=true --run-router=false --run-service-proxy=false \
   --enable-cni=false --enable-ipv4=true --enable-ipv6=false \
   --health-port=0 --metrics-port=0 --iptables-sync-period=10s --v=1
+start_daemon quarantine-release bash "$HERE/quarantine-release.sh"
 
 wait_daemon kubelet 180 kubectl_admin wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
 wait_daemon kube-controller-manager 120 kubectl_admin -n default get serviceaccount default
 kube_svc_ok() { kubectl_admin --server="https://$KUBERNETES_SERVICE_IP:443" get --raw /readyz; }
 wait_daemon kube-proxy 120 kube_svc_ok
-for d in kube-scheduler kube-router; do daemon_alive "$d" || { tail -n 30 "$STATE/logs/$d.log" >&2; die "$d died"; }; done
+for d in kube-scheduler kube-router quarantine-release; do daemon_alive "$d" || { tail -n 30 "$STATE/logs/$d.log" >&2; die "$d died"; }; done
 
 # Marker: the e2e suite only runs against a cluster that carries it (or MONACO_E2E_ANY_CLUSTER=1)
 kubectl_admin -n kube-system create configmap monaco-e2e-marker \
