@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 PY=${E2E_PYTHON:-.venv/bin/python}
 started=$(date +%s)
 if [[ -z ${KUBECONFIG:-} ]]; then
-  trap 'bash e2e/cluster/down.sh' EXIT
   if ! bash e2e/cluster/up.sh; then
     echo "e2e: the local cluster did not come up; its daemons' logs are under ${MONACO_E2E_STATE:-/var/lib/monaco-e2e}/logs" >&2
     tail -n 40 "${MONACO_E2E_STATE:-/var/lib/monaco-e2e}"/logs/*.log 2>/dev/null >&2
     exit 1
   fi
+  # only a cluster this run brought up is torn down (up.sh refuses to replace a live one: exit 3)
+  trap 'bash e2e/cluster/down.sh' EXIT
   in_cluster=(bash e2e/cluster/run-in-cluster.sh)
 else
   echo "e2e: using the cluster of KUBECONFIG=$KUBECONFIG"
