@@ -73,3 +73,43 @@ def test_modes_isolate_alike(data_dir: Path, setting: str, mode: str) -> None:
 def test_a_sandbox_dir_under_tmp_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SandboxUnavailable, match="under /tmp"):
         Sandbox(Settings(data_dir=Path("/var/lib/monaco-test/x"), sandbox_dir=tmp_path)).prepare()
+
+
+SECCOMP_PROBE = """
+import ctypes, socket, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+print("unshare-user", libc.unshare(0x10000000), ctypes.get_errno())
+try:
+    socket.socket(40, socket.SOCK_STREAM)
+    print("vsock open")
+except OSError as e:
+    print("vsock", e.errno)
+print("ptrace", libc.ptrace(16, 1, 0, 0), ctypes.get_errno())
+print("fork", subprocess.run(["/bin/echo", "ok"], capture_output=True, text=True).stdout.strip())
+t = threading.Thread(target=print, args=("thread ok",))
+t.start()
+t.join()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the launcher needs root")
+def test_nsrun_seccomp_denies_namespaces_tracing_and_vsock(data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir)
+    sandbox = Sandbox(settings)
+    sandbox.prepare()
+    if sandbox.mode != "nsrun":
+        pytest.skip("no C compiler: nsrun is not built")
+    python = settings.registry.get("python")
+    assert python is not None
+    base = sandbox.workspace("seccomp", SECCOMP_PROBE, "", python)
+    ran = asyncio.run(sandbox.run_phase(base, python, "run", Limits(timeout_seconds=5, memory_mb=100), slot=0))
+    sandbox.cleanup(base)
+    sandbox.close()
+    assert ran.result is not None, ran.error
+    assert ran.result.stdout.decode().splitlines() == [
+        "unshare-user -1 1",  # EPERM
+        "vsock 1",
+        "ptrace -1 1",
+        "fork ok",  # ordinary processes and threads still work
+        "thread ok",
+    ]
