@@ -309,11 +309,12 @@ def test_burst_of_50_never_exceeds_max_workers_and_survives_operator_kills(api: 
 def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Any, release: None) -> None:
     # A release of its own, so that every object is a create (not a patch of the installed release's);
     # the namespaces its objects live in are made for real (a dry-run Namespace is not there for them).
-    for values in (VALUES, str(REPO / "helm" / "values-all-on.yaml")):
-        rendered = helm("template", "dryrun", str(CHART), "--namespace", "monaco-dryrun", "-f", values)
+    for i, values in enumerate((VALUES, str(REPO / "helm" / "values-all-on.yaml"))):
+        ns = f"monaco-dryrun-{i}"  # one each: the first is still being deleted while the second runs
+        rendered = helm("template", f"dryrun{i}", str(CHART), "--namespace", ns, "-f", values)
         docs = [d for d in yaml.safe_load_all(rendered) if d]
         assert len(docs) > 10
-        wanted = {d["metadata"].get("namespace") for d in docs} | {"monaco-dryrun"}
+        wanted = {d["metadata"].get("namespace") for d in docs} | {ns}
         made = [
             ns for ns in sorted(n for n in wanted if n) if kubectl.run("get", "namespace", ns, check=False).returncode
         ]
@@ -323,8 +324,8 @@ def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Any, release: Non
             out = kubectl.run("apply", "--dry-run=server", "-f", "-", input=rendered).stdout
             assert out.count("(server dry run)") == len(docs), out
         finally:
-            for ns in made:
-                kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
+            for n in made:
+                kubectl.run("delete", "namespace", n, "--wait=false", check=False)
 
 
 # ---- the lifecycle: upgrade with queued work, then uninstall --------------------------------------
