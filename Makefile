@@ -15,9 +15,9 @@ help:
 	@echo "also: cluster-up cluster-down e2e-cluster-test"
 
 $(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(SYS_PYTHON) -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && $(SYS_PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@test -x $(PY) || $(SYS_PYTHON) -P -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && $(SYS_PYTHON) -P -m venv $(VENV); }
+	$(PY) -P -m pip install -q --upgrade pip
+	$(PY) -P -m pip install -q -e '.[dev]'
 	@touch $@
 
 setup: $(VENV)/.installed
@@ -63,10 +63,10 @@ cluster-up:
 cluster-down:
 	bash e2e/cluster/down.sh
 e2e-venv:
-	@test -x $(E2E_PYTHON) || { /usr/bin/python3 -m venv .venv && .venv/bin/pip install -q pytest; }
-	@$(E2E_PYTHON) -c 'import pytest' 2>/dev/null || $(E2E_PYTHON) -m pip install -q pytest
+	@test -x $(E2E_PYTHON) || { /usr/bin/python3 -P -m venv .venv && .venv/bin/pip install -q pytest; }
+	@$(E2E_PYTHON) -c 'import pytest' 2>/dev/null || $(E2E_PYTHON) -P -m pip install -q pytest
 e2e-cluster-test: e2e-venv
-	bash e2e/cluster/run-in-cluster.sh $(E2E_PYTHON) -m pytest -v e2e/test_cluster.py
+	bash e2e/cluster/run-in-cluster.sh $(E2E_PYTHON) -P -m pytest -v e2e/test_cluster.py
 # ---- end of local e2e cluster block ------------------------------------------------------
 
 # ---- Helm chart (helm/monaco/, owner: chart) ---------------------------------------------
@@ -84,5 +84,5 @@ helm-lint:
 helm-readme: setup
 	$(PY) helm/monaco/gen-readme.py
 helm-test: setup
-	HELM="$(HELM)" $(PY) -m pytest -q tests/test_helm_chart.py
+	HELM="$(HELM)" $(PY) -P -m pytest -q tests/test_helm_chart.py
 # ---- end of Helm chart block -------------------------------------------------------------

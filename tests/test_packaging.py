@@ -31,7 +31,7 @@ print("ok")
 
 def test_wheel_imports(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-P", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
         check=True,
         capture_output=True,
     )
@@ -40,7 +40,7 @@ def test_wheel_imports(tmp_path: Path) -> None:
     assert not any(n.startswith(("core/", "api/", "operator/", "tests/")) for n in names)
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        [sys.executable, "-P", "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
         check=True,
         capture_output=True,
     )
