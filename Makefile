@@ -47,9 +47,9 @@ bench: setup
 e2e: setup
 	bash e2e/run.sh
 
-# the Kubernetes benchmarks run against an installed release (see bench/k8s.py)
+# the Kubernetes benchmarks: the local cluster (unless KUBECONFIG), a release installed by the chart
 bench-k8s: setup
-	bash e2e/cluster/run-in-cluster.sh $(PY) bench/k8s.py
+	bash e2e/bench.sh
 
 # ---- local e2e cluster (e2e/cluster/, owner: cluster harness) --------------------------
 # cluster-up: a real single-node Kubernetes inside netns monaco-e2e (builds are cached under

@@ -6,7 +6,7 @@
 3. memory: operator and API resident memory with 2,000 finished CodeSubmissions present.
 
 Needs a cluster with Monaco installed by the chart (release and namespace from MONACO_BENCH_RELEASE,
-default monaco-e2e) and kubectl on PATH; `make bench-k8s` brings up the local cluster and installs it.
+default monaco-bench) and kubectl on PATH; `make bench-k8s` brings up the local cluster and installs it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-RELEASE = os.environ.get("MONACO_BENCH_RELEASE", "monaco-e2e")
+RELEASE = os.environ.get("MONACO_BENCH_RELEASE", "monaco-bench")
 NAMESPACE = os.environ.get("MONACO_BENCH_NAMESPACE", RELEASE)
 SANDBOX_NS = f"{RELEASE}-sandbox"
 HELLO = 'print("hello")'

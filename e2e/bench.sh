@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make bench-k8s`: the Kubernetes benchmarks (bench/k8s.py) on the local cluster, or on KUBECONFIG's:
+# brings the cluster up if needed, installs a release `monaco-bench` with the chart, prints the
+# tables, uninstalls, and tears down a cluster it brought up.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${E2E_PYTHON:-.venv/bin/python}
+VALUES=${MONACO_E2E_VALUES:-helm/values-local.yaml}
+if [[ -z ${KUBECONFIG:-} ]]; then
+  bash e2e/cluster/up.sh || exit 1
+  trap 'bash e2e/cluster/down.sh' EXIT
+  in_cluster=(bash e2e/cluster/run-in-cluster.sh)
+else
+  in_cluster=()
+fi
+"${in_cluster[@]}" helm upgrade --install monaco-bench helm/monaco -n monaco-bench --create-namespace \
+  -f "$VALUES" --set maxWorkers=3 --wait --timeout 300s || exit 1
+MONACO_BENCH_RELEASE=monaco-bench "${in_cluster[@]}" "$PY" -P bench/k8s.py "$@"
+rc=$?
+"${in_cluster[@]}" helm uninstall monaco-bench -n monaco-bench --wait --timeout 300s
+exit $rc
