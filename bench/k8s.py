@@ -19,9 +19,13 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.run import pct, table
 
 RELEASE = os.environ.get("MONACO_BENCH_RELEASE", "monaco-bench")
 NAMESPACE = os.environ.get("MONACO_BENCH_NAMESPACE", RELEASE)
@@ -38,20 +42,6 @@ def kubectl(*args: str, input: str | None = None) -> str:
 
 def kjson(*args: str) -> Any:
     return json.loads(kubectl(*args, "-o", "json"))
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
-
-
-def table(title: str, rows: list[tuple[str, str]]) -> None:
-    width = max(len(k) for k, _ in rows)
-    print(f"\n### {title}\n")
-    print(f"| {'metric'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for k, v in rows:
-        print(f"| {k.ljust(width)} | {v} |")
 
 
 def api_client() -> httpx.Client:

@@ -37,6 +37,7 @@ from monaco.api.metrics import Metrics
 from monaco.core import crd
 from monaco.core.models import Limits, Status, Verdict
 from monaco.core.settings import Settings
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -319,16 +320,7 @@ def _now_seconds() -> str:
 
 async def eventually(condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 5.0) -> None:
     """Wait for `condition` with a deadline; fail the test with `what` if it never holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
+    await wait_until(condition, timeout, what, interval=0.01)
 
 
 def free_port() -> int:
