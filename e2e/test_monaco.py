@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.contract_cases import BAD_REQUESTS  # noqa: E402  (shared with the local back end's tests)
+
 CHART = REPO / "helm" / "monaco"
 RELEASE = "monaco-e2e"
 NAMESPACE = "monaco-e2e"
@@ -223,6 +227,34 @@ def test_contract_errors(api: httpx.Client) -> None:
     stats = api.get("/queue-stats").json()
     assert stats["queue_stats"]["max_workers"] == MAX_WORKERS
     assert set(stats["queue_stats"]) == {"queue_length", "max_workers", "running_jobs"}
+
+
+@pytest.mark.parametrize(("body", "fragment"), BAD_REQUESTS)
+def test_bad_requests_are_400_as_on_the_local_back_end(api: httpx.Client, body: str, fragment: str) -> None:
+    r = api.post("/submit", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert fragment in r.json()["error"]
+
+
+def test_status_result_and_wait_as_on_the_local_back_end(api: httpx.Client) -> None:
+    r = api.post("/submit", json={"language": "python", "code": "print('hello')"})
+    assert r.status_code == 202 and set(r.json()) == {"id"}
+    sid = r.json()["id"]
+    status = api.get("/status", params={"id": sid}).json()
+    assert status["id"] == sid and status["status"] in ("pending", "queued", "running", "completed")
+    assert status["queuedAt"].endswith("Z")
+    result = finished(api, sid)
+    assert result["status"] == "completed" and result["verdict"] == "ok" and result["output"] == "hello\n"
+    assert result["language"] == "python" and result["exitCode"] == 0 and result["stderr"] == ""
+    assert result["executionTime"] > 0 and result["totalTime"] >= result["executionTime"]
+    assert result["startedAt"] >= result["queuedAt"] and result["completedAt"] >= result["startedAt"]
+    assert result["truncated"] is False
+    done = api.post("/submit", params={"wait": 60}, json={"language": "python", "code": "print(6 * 7)"})
+    assert done.status_code == 200 and done.json()["output"] == "42\n"
+    slow = api.post("/submit", params={"wait": 0.2}, json={"code": "import time; time.sleep(3)"})
+    assert slow.status_code == 202 and set(slow.json()) == {"id"}
+    assert api.get("/result", params={"id": "no-such-id"}).status_code == 404
+    assert api.delete(f"/submissions/{sid}").status_code == 409
 
 
 def test_cancel(api: httpx.Client) -> None:

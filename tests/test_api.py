@@ -19,6 +19,7 @@ from monaco.api.backend import QueueStats, StoreUnavailable
 from monaco.core.languages import Language
 from monaco.core.models import Limits, SubmissionView
 from monaco.core.settings import Settings
+from tests.contract_cases import BAD_REQUESTS
 
 pytestmark = pytest.mark.anyio
 
@@ -99,23 +100,7 @@ async def test_wait_returns_the_result_or_the_202(client: httpx.AsyncClient) -> 
     assert slow.status_code == 202 and set(slow.json()) == {"id"}
 
 
-@pytest.mark.parametrize(
-    ("body", "fragment"),
-    [
-        ('{"language": "python", "code": ', "not valid JSON"),
-        ("[1, 2]", "JSON object"),
-        ('{"language": "python"}', "'code' is required"),
-        ('{"language": "python", "code": "   "}', "'code' is empty"),
-        ('{"language": "python", "code": 42}', "'code'"),
-        ('{"language": 7, "code": "x"}', "'language'"),
-        ('{"language": "python", "code": "x", "input": ["a"]}', "'input'"),
-        ('{"language": "cobol", "code": "x"}', "choose one of: c, cpp, java, python"),
-        ('{"language": "python", "code": "x", "timeoutSeconds": 9999}', "maximum for python is 30"),
-        ('{"language": "python", "code": "x", "memoryMb": 99999}', "maximum for python is 512"),
-        ('{"language": "python", "code": "x", "memoryMb": "lots"}', "'memoryMb'"),
-        ('{"language": "python", "code": "x", "timeoutSeconds": -1}', "'timeoutSeconds'"),
-    ],
-)
+@pytest.mark.parametrize(("body", "fragment"), BAD_REQUESTS)
 async def test_bad_requests_are_400_with_a_message(client: httpx.AsyncClient, body: str, fragment: str) -> None:
     r = await client.post("/submit", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text

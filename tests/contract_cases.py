@@ -1,0 +1,19 @@
+"""Contract cases shared by the local back end's tests and the e2e suite on a real cluster."""
+
+from __future__ import annotations
+
+# A body POST /submit must refuse with 400, and a fragment of the message that says what to change.
+BAD_REQUESTS: list[tuple[str, str]] = [
+    ('{"language": "python", "code": ', "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"language": "python"}', "'code' is required"),
+    ('{"language": "python", "code": "   "}', "'code' is empty"),
+    ('{"language": "python", "code": 42}', "'code'"),
+    ('{"language": 7, "code": "x"}', "'language'"),
+    ('{"language": "python", "code": "x", "input": ["a"]}', "'input'"),
+    ('{"language": "cobol", "code": "x"}', "choose one of: c, cpp, java"),
+    ('{"language": "python", "code": "x", "timeoutSeconds": 9999}', "maximum for python is 30"),
+    ('{"language": "python", "code": "x", "memoryMb": 99999}', "maximum for python is 512"),
+    ('{"language": "python", "code": "x", "memoryMb": "lots"}', "'memoryMb'"),
+    ('{"language": "python", "code": "x", "timeoutSeconds": -1}', "'timeoutSeconds'"),
+]
