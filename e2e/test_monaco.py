@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from conftest import wait_until  # noqa: E402
+
 from tests.contract_cases import BAD_REQUESTS  # noqa: E402  (shared with the local back end's tests)
 
 CHART = REPO / "helm" / "monaco"
@@ -34,6 +36,7 @@ NAMESPACE = "monaco-e2e"
 SANDBOX_NS = f"{RELEASE}-sandbox"
 VALUES = os.environ.get("MONACO_E2E_VALUES", str(REPO / "helm" / "values-local.yaml"))
 MAX_WORKERS = 3
+POLL = 0.2  # seconds between polls of the cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -50,17 +53,6 @@ def helm(*args: str, timeout: float = 600) -> str:
     if proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
     return proc.stdout
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---- the release ---------------------------------------------------------------------------------
@@ -94,7 +86,7 @@ def api(release: None, kubectl: Any) -> Iterator[httpx.Client]:
     svc = kubectl.json("get", "service", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=api")["items"][0]
     base = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
     with httpx.Client(base_url=base, timeout=60) as client:
-        wait_for(lambda: _ready(client), 120, "the API to be ready")
+        wait_until(lambda: _ready(client), 120, "the API to be ready", POLL)
         yield client
 
 
@@ -118,7 +110,7 @@ def finished(api: httpx.Client, sid: str, timeout: float = 240) -> dict[str, Any
         body = api.get("/result", params={"id": sid}).json()
         return body if body["status"] in ("completed", "failed") else None
 
-    result: dict[str, Any] = wait_for(done, timeout, f"submission {sid} to finish", 0.3)
+    result: dict[str, Any] = wait_until(done, timeout, f"submission {sid} to finish", 0.3)
     return result
 
 
@@ -311,8 +303,8 @@ def test_burst_of_50_never_exceeds_max_workers_and_survives_operator_kills(api: 
     watcher.start()
     try:
         for _ in range(2):  # kill the operator twice while the burst runs
-            wait_for(lambda: _operator_running(kubectl), 180, "an operator pod to run")
-            wait_for(lambda: _sandbox_pods(kubectl) > 0, 120, "sandbox pods to run")
+            wait_until(lambda: _operator_running(kubectl), 180, "an operator pod to run", POLL)
+            wait_until(lambda: _sandbox_pods(kubectl) > 0, 120, "sandbox pods to run", POLL)
             kubectl(
                 "delete",
                 "pod",
@@ -333,7 +325,7 @@ def test_burst_of_50_never_exceeds_max_workers_and_survives_operator_kills(api: 
     assert all(r["verdict"] == "ok" for r in results)
     assert peak <= MAX_WORKERS, f"saw {peak} sandbox pods at once"
     # exactly once: every resource finished once, and no Job or pod of theirs is left running
-    wait_for(lambda: _sandbox_pods(kubectl) == 0, 120, "no sandbox pod left")
+    wait_until(lambda: _sandbox_pods(kubectl) == 0, 120, "no sandbox pod left", POLL)
     jobs = kubectl.json("get", "jobs", "-n", SANDBOX_NS)["items"]
     assert not [j for j in jobs if not j.get("status", {}).get("completionTime") and not j["status"].get("failed")]
 
@@ -380,10 +372,11 @@ def test_upgrade_takes_effect_without_losing_queued_work(api: httpx.Client, kube
         "--timeout",
         "300s",
     )
-    wait_for(
+    wait_until(
         lambda: _ready(api) and api.get("/queue-stats").json()["queue_stats"]["max_workers"] == 1,
         120,
         "the API to report maxWorkers=1",
+        POLL,
     )
     results = [finished(api, sid, 600) for sid in ids]
     assert [r["output"] for r in results] == [f"{i}\n" for i in range(8)]
@@ -411,10 +404,11 @@ def test_uninstall_leaves_only_the_crd(kubectl: Any, release: None) -> None:
         f"app.kubernetes.io/instance={RELEASE}",
     )["items"]
     assert left == [], [f"{o['kind']}/{o['metadata']['name']}" for o in left]
-    wait_for(
+    wait_until(
         lambda: kubectl.run("get", "namespace", SANDBOX_NS, check=False).returncode != 0,
         300,
         "the sandbox namespace to be deleted",
+        POLL,
     )
     crd = json.loads(kubectl("get", "crd", "codesubmissions.monaco.dev", "-o", "json"))
     assert crd["spec"]["names"]["shortNames"] == ["csub"]  # kept, as the chart README says

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +28,6 @@ HELLO = 'print("hello")'
 def anyio_backend() -> str:
     return "asyncio"
 
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    # Not under /tmp: every sandbox mounts its own tmpfs there, so the service refuses such a dir.
-    path = Path("/var/lib/monaco-test") / uuid.uuid4().hex
-    path.mkdir(parents=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import sqlite3
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +24,6 @@ def _wait_until(predicate: Any, timeout: float, what: str) -> None:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
 
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path("/var/lib/monaco-test") / uuid.uuid4().hex
-    path.mkdir(parents=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from monaco.api.local.sandbox import Sandbox, SandboxUnavailable
+from monaco.api.local.sandbox import PhaseRun, Sandbox, SandboxUnavailable
 from monaco.core.envelope import decide
 from monaco.core.models import Limits, Verdict
 from monaco.core.settings import Settings
@@ -34,27 +31,27 @@ print("home-writable", os.access("/root", os.W_OK))
 """
 
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path("/var/lib/monaco-test") / uuid.uuid4().hex
-    path.mkdir(parents=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def run_probe(settings: Settings, code: str, slot: int) -> tuple[str, PhaseRun]:
+    """Run a Python program in a sandbox built as `settings` say; returns the sandbox's mode and the run."""
+    sandbox = Sandbox(settings)
+    sandbox.prepare()
+    python = settings.registry.get("python")
+    assert python is not None
+    base = sandbox.workspace("probe", code, "", python)
+    try:
+        ran = asyncio.run(sandbox.run_phase(base, python, "run", Limits(timeout_seconds=5, memory_mb=100), slot))
+    finally:
+        sandbox.cleanup(base)
+        sandbox.close()
+    return sandbox.mode, ran
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the launcher modes need root")
 @pytest.mark.parametrize(("setting", "mode"), [("auto", "nsrun"), ("unshare", "unshare-root")])
 def test_modes_isolate_alike(data_dir: Path, setting: str, mode: str) -> None:
     settings = Settings(data_dir=data_dir, sandbox=setting)
-    sandbox = Sandbox(settings)
-    sandbox.prepare()
-    assert sandbox.mode == mode
-    python = settings.registry.get("python")
-    assert python is not None
-    base = sandbox.workspace("probe", PROBE, "", python)
-    ran = asyncio.run(sandbox.run_phase(base, python, "run", Limits(timeout_seconds=5, memory_mb=100), slot=1))
-    sandbox.cleanup(base)
-    sandbox.close()
+    built, ran = run_probe(settings, PROBE, slot=1)
+    assert built == mode
     assert ran.result is not None, ran.error
     outcome = decide(None, ran.result, oom_killed=ran.oom_killed, memory_kb=ran.memory_kb)
     assert outcome.verdict is Verdict.OK, outcome
@@ -94,17 +91,9 @@ t.join()
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the launcher needs root")
 def test_nsrun_seccomp_denies_namespaces_tracing_and_vsock(data_dir: Path) -> None:
-    settings = Settings(data_dir=data_dir)
-    sandbox = Sandbox(settings)
-    sandbox.prepare()
-    if sandbox.mode != "nsrun":
+    mode, ran = run_probe(Settings(data_dir=data_dir), SECCOMP_PROBE, slot=0)
+    if mode != "nsrun":
         pytest.skip("no C compiler: nsrun is not built")
-    python = settings.registry.get("python")
-    assert python is not None
-    base = sandbox.workspace("seccomp", SECCOMP_PROBE, "", python)
-    ran = asyncio.run(sandbox.run_phase(base, python, "run", Limits(timeout_seconds=5, memory_mb=100), slot=0))
-    sandbox.cleanup(base)
-    sandbox.close()
     assert ran.result is not None, ran.error
     assert ran.result.stdout.decode().splitlines() == [
         "unshare-user -1 1",  # EPERM

@@ -246,7 +246,7 @@ class Sandbox:
             # With a memory cgroup the kernel enforces the limit (and reports OOM kills);
             # RLIMIT_AS stays as the limit where there is none.
             "MONACO_AS_KB": str(as_mb * 1024 if not self.cgroups or as_mb > memory_mb else 0),
-            "MONACO_NPROC": str(procs if self.uid_for(slot) is not None else 0),
+            "MONACO_NPROC": str(procs if uid is not None else 0),
             "MONACO_NOFILE": str(nofile),
             "MONACO_FSIZE_KB": str(language.compile_limits.output_file_mb * 1024),
             "MONACO_NEEDS_COMPILE": "1" if language.compiles else "0",
