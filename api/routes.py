@@ -12,7 +12,8 @@ from starlette.responses import JSONResponse, Response
 
 from monaco.api.backend import Backend, NotCancellable, QueueFull, StoreUnavailable
 from monaco.api.metrics import Metrics
-from monaco.core.models import Limits, SubmissionView, SubmitRequest
+from monaco.core.models import SubmissionView, SubmitRequest
+from monaco.core.phase import LimitError, resolve_limits
 from monaco.core.settings import Settings
 
 _BODY_SLACK = 16 * 1024  # JSON quoting and the other fields around code and input
@@ -102,17 +103,12 @@ async def submit(request: Request) -> Response:
     if language is None:
         known = ", ".join(settings.registry.names)
         raise ApiError(400, f"unknown language {name!r}; choose one of: {known}", languages=settings.registry.names)
-    lim = language.limits
-    timeout = req.timeout_seconds if req.timeout_seconds is not None else lim.timeout_seconds
-    memory = req.memory_mb if req.memory_mb is not None else lim.memory_mb
-    if timeout > lim.timeout_ceiling:
-        raise ApiError(400, f"'timeoutSeconds' is {timeout:g}; the maximum for {name} is {lim.timeout_ceiling:g}")
-    if memory > lim.memory_ceiling:
-        raise ApiError(400, f"'memoryMb' is {memory}; the maximum for {name} is {lim.memory_ceiling}")
-    if memory < 16:
-        raise ApiError(400, f"'memoryMb' is {memory}; the minimum is 16")
     try:
-        view = await backend.submit(language, req.code, req.input, Limits(timeout_seconds=timeout, memory_mb=memory))
+        limits = resolve_limits(language, req.timeout_seconds, req.memory_mb)
+    except LimitError as exc:
+        raise ApiError(400, str(exc)) from None
+    try:
+        view = await backend.submit(language, req.code, req.input, limits)
     except QueueFull as exc:
         metrics.rejected.labels("queue_full").inc()
         raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import signal
 from dataclasses import dataclass
 
 from monaco.core.models import Outcome, Verdict
 
-VERSION = "v1"
-_BEGIN = re.compile(rb"^#MONACO-ENVELOPE v1 BEGIN ([0-9a-f-]{36})$", re.M)
-_MEMORY_SIGNS = ("MemoryError", "std::bad_alloc", "java.lang.OutOfMemoryError", "Cannot allocate memory")
-SIGKILL, SIGXCPU, SIGXFSZ = 9, 24, 25
+VERSION = "v2"
+_BEGIN = re.compile(rb"^#MONACO-ENVELOPE v2 BEGIN ([0-9a-f-]{36})$", re.M)
+SIGKILL, SIGXCPU = 9, 24
 
 
 class EnvelopeError(ValueError):
@@ -21,13 +21,24 @@ class EnvelopeError(ValueError):
 
 @dataclass(frozen=True)
 class PhaseResult:
+    """One phase as the runner (core/monaco-init.c, PID 1 of the sandbox) measured it.
+
+    Every field that decides a verdict was measured by the runner or the kernel, out of the program's
+    reach: nothing here is read from what the program printed or from an exit status it chose.
+    """
+
     phase: str
     exit: int | None
+    signal: int | None
     wall_ns: int
+    cpu_ms: int
+    cpu_limit_ms: int
     timed_out: bool
     timeout_ms: int
     output_limit: int
+    output_exceeded: bool
     memory_kb: int | None
+    oom_kills: int | None
     stdout: bytes
     stderr: bytes
     stdout_bytes: int
@@ -40,19 +51,38 @@ class PhaseResult:
 
     @property
     def over_output_limit(self) -> bool:
-        return self.stdout_bytes > self.output_limit or self.stderr_bytes > self.output_limit
+        return self.output_exceeded or self.stdout_bytes > self.output_limit or self.stderr_bytes > self.output_limit
 
     @property
-    def signal(self) -> int | None:
-        return self.exit - 128 if self.exit is not None and self.exit > 128 else None
+    def over_time(self) -> bool:
+        """The wall-clock limit, as measured: whatever ended the program, a run past it is a timeout."""
+        return self.timed_out or (self.timeout_ms > 0 and self.wall_ns >= self.timeout_ms * 1_000_000)
+
+    @property
+    def over_cpu(self) -> bool:
+        """Ended by the CPU-time rlimit (SIGXCPU, then SIGKILL), having used at least its time limit of CPU.
+
+        rusage undercounts a multi-threaded program's CPU time by up to a tenth, so the measured figure is
+        held to the time limit rather than to the rlimit (the time limit rounded up, plus a second); a
+        program that sends itself SIGXCPU sooner is a runtime error.
+        """
+        return self.signal in (SIGXCPU, SIGKILL) and self.timeout_ms > 0 and self.cpu_ms >= self.timeout_ms
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.error and self.exit == 0 and not self.over_time and not self.oom_kills
+
+
+def _int(fields: dict[str, bytes], key: str) -> int | None:
+    value = fields.get(key)
+    return int(value) if value else None
 
 
 def parse(raw: bytes | str) -> PhaseResult:
     """Read the last envelope in the runner's stdout.
 
-    Anything before it (a program that wrote into the runner's stdout while it lived) is ignored: the
-    real envelope is printed after the program's whole process tree is dead, so it is always last, and
-    it must end the output with the END marker of its own nonce.
+    Anything before it is ignored: the real envelope is printed after the program's whole process tree
+    is dead, so it is always last, and it must end the output with the END marker of its own nonce.
     """
     data = raw.encode() if isinstance(raw, str) else raw
     begins = list(_BEGIN.finditer(data))
@@ -60,7 +90,7 @@ def parse(raw: bytes | str) -> PhaseResult:
         raise EnvelopeError("the runner printed no result envelope")
     begin = begins[-1]
     nonce = begin.group(1)
-    body, sep, tail = data[begin.end() :].partition(b"\n#MONACO-ENVELOPE v1 END " + nonce + b"\n")
+    body, sep, tail = data[begin.end() :].partition(b"\n#MONACO-ENVELOPE v2 END " + nonce + b"\n")
     if not sep or tail.strip():
         raise EnvelopeError("the runner's result envelope is cut short or followed by other output")
     fields: dict[str, bytes] = {}
@@ -72,16 +102,21 @@ def parse(raw: bytes | str) -> PhaseResult:
     try:
         return PhaseResult(
             phase=fields["phase"].decode(),
-            exit=int(fields["exit"]) if fields.get("exit") else None,
-            wall_ns=int(fields.get("wall_ns") or 0),
+            exit=_int(fields, "exit"),
+            signal=_int(fields, "signal"),
+            wall_ns=_int(fields, "wall_ns") or 0,
+            cpu_ms=_int(fields, "cpu_ms") or 0,
+            cpu_limit_ms=_int(fields, "cpu_limit_ms") or 0,
             timed_out=fields.get("timed_out") == b"1",
-            timeout_ms=int(fields.get("timeout_ms") or 0),
-            output_limit=int(fields.get("output_limit") or 0),
-            memory_kb=int(fields["memory_kb"]) if fields.get("memory_kb") else None,
+            timeout_ms=_int(fields, "timeout_ms") or 0,
+            output_limit=_int(fields, "output_limit") or 0,
+            output_exceeded=fields.get("output_exceeded") == b"1",
+            memory_kb=_int(fields, "memory_kb"),
+            oom_kills=_int(fields, "oom_kills"),
             stdout=base64.b64decode(fields.get("stdout", b""), validate=True),
             stderr=base64.b64decode(fields.get("stderr", b""), validate=True),
-            stdout_bytes=int(fields.get("stdout_bytes") or 0),
-            stderr_bytes=int(fields.get("stderr_bytes") or 0),
+            stdout_bytes=_int(fields, "stdout_bytes") or 0,
+            stderr_bytes=_int(fields, "stderr_bytes") or 0,
             error=fields.get("error", b"").decode("utf-8", "replace"),
         )
     except (KeyError, ValueError, binascii.Error) as exc:
@@ -92,6 +127,45 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
+def _ended(result: PhaseResult) -> str:
+    if result.signal:
+        name = _signal_name(result.signal)
+        return f"was killed by signal {result.signal}{f' ({name})' if name else ''}"
+    return f"exited with status {result.exit}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return ""
+
+
+def compile_outcome(compiled: PhaseResult | None) -> Outcome | None:
+    """The outcome of a submission that ends at its compile step, or None when the program may run.
+
+    The one place that decides the compile short-circuit, for both back ends.
+    """
+    if compiled is None or compiled.succeeded:
+        return None
+    output = _text(compiled.stdout)
+    if compiled.error:
+        return Outcome(verdict=Verdict.SYSTEM_ERROR, compile_output=output, message=f"compile step: {compiled.error}")
+    if compiled.oom_kills:
+        why = "the compiler ran out of memory"
+    elif compiled.over_time:
+        why = f"compilation took longer than {compiled.timeout_ms / 1000:g} s"
+    else:
+        why = f"the compiler {_ended(compiled)}"
+    return Outcome(
+        verdict=Verdict.COMPILE_ERROR,
+        compile_output=output,
+        compile_ms=round(compiled.wall_ms, 3),
+        exit_code=compiled.exit,
+        message=why,
+    )
+
+
 def decide(
     compiled: PhaseResult | None,
     ran: PhaseResult | None,
@@ -99,67 +173,48 @@ def decide(
     oom_killed: bool = False,
     memory_kb: int | None = None,
 ) -> Outcome:
-    """The verdict of a submission from its phases.
+    """The verdict of a submission from its phases, by what was measured.
 
-    `oom_killed` comes from outside the sandbox (a Kubernetes container terminated as OOMKilled, a
-    memory cgroup's OOM count); `memory_kb` overrides the runner's figure when the back end measured it.
+    `oom_killed` comes from outside the sandbox (a Kubernetes container terminated as OOMKilled, the
+    run's memory cgroup's OOM count); `memory_kb` overrides the runner's figure when the back end
+    measured it. A program's exit status and what it printed never choose a verdict other than
+    `ok` or `runtime_error`, and a run measured over a limit is never `ok`.
     """
-    compile_output = ""
-    compile_ms = None
-    if compiled is not None:
-        compile_output = _text(compiled.stdout)
-        compile_ms = compiled.wall_ms
-        if compiled.error:
-            return Outcome(verdict=Verdict.SYSTEM_ERROR, message=f"compile step: {compiled.error}")
-        if compiled.timed_out or compiled.exit != 0:
-            why = (
-                f"compilation took longer than {compiled.timeout_ms / 1000:g} s"
-                if compiled.timed_out
-                else f"the compiler exited with status {compiled.exit}"
-            )
-            return Outcome(
-                verdict=Verdict.COMPILE_ERROR,
-                compile_output=compile_output,
-                compile_ms=compile_ms,
-                exit_code=compiled.exit,
-                message=why,
-            )
+    ended = compile_outcome(compiled)
+    if ended is not None:
+        return ended
+    compile_output = _text(compiled.stdout) if compiled else ""
+    compile_ms = round(compiled.wall_ms, 3) if compiled else None
     if ran is None:
         return Outcome(verdict=Verdict.SYSTEM_ERROR, compile_output=compile_output, message="the program never ran")
     if ran.error:
         return Outcome(
             verdict=Verdict.SYSTEM_ERROR, compile_output=compile_output, compile_ms=compile_ms, message=ran.error
         )
-    stderr = _text(ran.stderr)
     truncated = ran.over_output_limit
-    if oom_killed:
+    if oom_killed or (ran.oom_kills or 0) > 0:
         verdict, message = Verdict.MEMORY_LIMIT, "the program was killed for using more memory than its limit"
-    elif ran.timed_out:
-        verdict, message = Verdict.TIMEOUT, f"the program ran longer than {ran.timeout_ms / 1000:g} s"
+    elif ran.over_time:
+        verdict = Verdict.TIMEOUT
+        message = f"the program ran longer than {ran.timeout_ms / 1000:g} s"
+    elif ran.over_cpu:
+        verdict = Verdict.TIMEOUT
+        message = f"the program used more CPU time ({ran.cpu_ms / 1000:g} s) than its limit"
     elif truncated:
         verdict = Verdict.OUTPUT_LIMIT
         message = f"the program wrote more than {ran.output_limit} bytes to stdout or stderr"
     elif ran.exit == 0:
         verdict, message = Verdict.OK, ""
-    elif any(sign in stderr for sign in _MEMORY_SIGNS):
-        verdict, message = Verdict.MEMORY_LIMIT, "the program ran out of memory"
-    elif ran.signal == SIGXCPU:
-        verdict, message = Verdict.TIMEOUT, "the program used more CPU time than its limit"
     else:
-        verdict = Verdict.RUNTIME_ERROR
-        message = (
-            f"the program was killed by signal {ran.signal}"
-            if ran.signal
-            else f"the program exited with status {ran.exit}"
-        )
+        verdict, message = Verdict.RUNTIME_ERROR, f"the program {_ended(ran)}"
     return Outcome(
         verdict=verdict,
         output=_text(ran.stdout),
-        stderr=stderr,
+        stderr=_text(ran.stderr),
         compile_output=compile_output,
         exit_code=ran.exit,
         execution_ms=round(ran.wall_ms, 3),
-        compile_ms=round(compile_ms, 3) if compile_ms is not None else None,
+        compile_ms=compile_ms,
         memory_kb=memory_kb if memory_kb is not None else ran.memory_kb,
         truncated=truncated,
         message=message,

@@ -139,8 +139,3 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._languages)
-
-
-def runner_script() -> str:
-    """The text of the one runner script (core/runner.sh)."""
-    return resources.files("monaco.core").joinpath("runner.sh").read_text()

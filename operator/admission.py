@@ -93,6 +93,7 @@ class Admission:
         self.cluster = cluster
         self.clock = clock
         self.inflight: dict[str, datetime] = {}
+        self.runner_ready = False
         self.woken = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -164,6 +165,10 @@ class Admission:
             return False
         self.inflight[sub.key] = self.clock()
         try:
+            if not self.runner_ready:  # the runner every sandbox pod mounts: once per operator process
+                runner = builders.build_runner_configmap(self.settings, builders.runner_binary())
+                await self.cluster.create_configmap(runner)
+                self.runner_ready = True
             # The NetworkPolicy exists before the Job, so the pod is never reachable; the ConfigMap too,
             # so the pod's volume mounts at once.
             await asyncio.gather(

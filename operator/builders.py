@@ -5,10 +5,13 @@ Each returns a plain dict; the caller sets the owner reference (kopf.adopt) and 
 
 from __future__ import annotations
 
-import math
+import base64
+import hashlib
+from functools import cache
 from typing import Any
 
-from monaco.core.languages import runner_script
+from monaco.core.native import binary
+from monaco.core.phase import COMPILE, RUN, Enforcement, Layout, phase_env, phase_limits
 from monaco.core.resource import API_VERSION, KIND
 from monaco.core.settings import Settings
 from monaco.operator import names
@@ -18,8 +21,13 @@ SRC_DIR = "/monaco/src"
 BUILD_DIR = "/monaco/build"
 TMP_DIR = "/tmp"
 WORK_DIR = "/tmp/work"
-RUNNER = f"{SRC_DIR}/runner.sh"
-COMPILE, RUN = "compile", "run"
+RUNNER_DIR = "/monaco/bin"
+RUNNER = f"{RUNNER_DIR}/monaco-init"
+LAYOUT = Layout(src=SRC_DIR, build=BUILD_DIR, work=WORK_DIR, tmp=TMP_DIR, scratch=(TMP_DIR,))
+# The container's memory cgroup enforces memory and the runner reads it; every sandbox pod runs as one
+# uid on a node, so RLIMIT_NPROC (per uid, node-wide) would let pods starve each other: the kubelet's pod
+# PID limit bounds processes instead.
+ENFORCEMENT = Enforcement(memory_cgroup=True, own_uid=False, runner_reads_cgroup=True)
 # What the runner itself (sh, head, base64) needs beside the program, inside the same cgroup.
 RUNNER_MEMORY_MB = 8
 # Container logs count against ephemeral storage; the runner's own stdout is one envelope.
@@ -48,13 +56,39 @@ def _metadata(sub: Submission, settings: Settings) -> dict[str, Any]:
 
 
 def build_configmap(sub: Submission, settings: Settings) -> dict[str, Any]:
-    """The source file, stdin and the runner script, mounted read-only at /monaco/src."""
+    """The source file and stdin, mounted read-only at /monaco/src."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(sub, settings),
         "immutable": True,
-        "data": {sub.language.source_file: sub.code, "stdin": sub.stdin, "runner.sh": runner_script()},
+        "data": {sub.language.source_file: sub.code, "stdin": sub.stdin},
+    }
+
+
+@cache
+def runner_binary() -> bytes:
+    """The runner (core/monaco-init.c, a static binary built at install time) every sandbox runs as PID 1."""
+    return binary("monaco-init").read_bytes()
+
+
+def runner_configmap_name(runner: bytes) -> str:
+    """Named by content: an upgrade brings a new one, and pods of the old runner keep theirs."""
+    return f"monaco-runner-{hashlib.sha256(runner).hexdigest()[:12]}"
+
+
+def build_runner_configmap(settings: Settings, runner: bytes) -> dict[str, Any]:
+    """The runner binary, shared by every sandbox pod of the namespace, mounted read-only at /monaco/bin."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": runner_configmap_name(runner),
+            "namespace": settings.namespace,
+            "labels": {names.MANAGED_BY: "monaco", names.COMPONENT: "runner"},
+        },
+        "immutable": True,
+        "binaryData": {"monaco-init": base64.b64encode(runner).decode()},
     }
 
 
@@ -95,88 +129,46 @@ def _build_mb(sub: Submission) -> int:
     return int(sub.language.compile_limits.output_file_mb)
 
 
-def _common_env(sub: Submission, settings: Settings) -> dict[str, str]:
+def _container(sub: Submission, settings: Settings, phase: str, storage_mb: int,
+               mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    limits = sub.limits
+    env = phase_env(sub.language, phase, limits, output_limit=settings.output_limit_bytes, layout=LAYOUT,
+                    enforcement=ENFORCEMENT, scratch_mb=settings.sandbox_work_mb)
+    memory_mb = phase_limits(sub.language, phase, limits, ENFORCEMENT, settings.sandbox_work_mb).memory_mb
     return {
-        "HOME": TMP_DIR,
-        "TMPDIR": TMP_DIR,
-        **sub.language.env,
-        "MONACO_SRC_DIR": SRC_DIR,
-        "MONACO_SOURCE_FILE": sub.language.source_file,
-        "MONACO_BUILD_DIR": BUILD_DIR if sub.language.compiles else WORK_DIR,
-        "MONACO_WORK_DIR": WORK_DIR,
-        "MONACO_OUTPUT_LIMIT": str(settings.output_limit_bytes),
-        # The container's memory cgroup and the kubelet's pod PID limit enforce memory and processes.
-        "MONACO_AS_KB": "0",
-        "MONACO_NPROC": "0",
-        # The runner shares the program's uid here: it re-executes from an execute-only shell so that
-        # the program cannot ptrace it or read its memory (see core/runner.sh).
-        "MONACO_SELF_PROTECT": "1",
-    }
-
-
-def _compile_container(sub: Submission, settings: Settings) -> dict[str, Any]:
-    lang = sub.language
-    limits = lang.compile_limits
-    env = {
-        **_common_env(sub, settings),
-        "MONACO_COMMAND": lang.compile or "",
-        "MONACO_TIMEOUT_MS": str(math.ceil(limits.timeout_seconds * 1000)),
-        "MONACO_NOFILE": str(limits.open_files),
-        "MONACO_FSIZE_KB": str(limits.output_file_mb * 1024),
-        "MONACO_CGROUP_MEMORY": "0",
-    }
-    return {
-        "name": COMPILE,
-        "image": lang.image,
-        "imagePullPolicy": lang.image_pull_policy,
-        "command": ["/bin/sh", RUNNER, COMPILE],
+        "name": phase,
+        "image": sub.language.image,
+        "imagePullPolicy": sub.language.image_pull_policy,
+        "command": [RUNNER, phase],
         "workingDir": TMP_DIR,
         "env": _env(env),
-        "resources": _resources(settings.sandbox_cpu, limits.memory_mb + RUNNER_MEMORY_MB,
-                                settings.sandbox_work_mb + _build_mb(sub) + LOG_MB),
+        "resources": _resources(settings.sandbox_cpu, memory_mb + RUNNER_MEMORY_MB, storage_mb),
         "securityContext": _security_context(),
         "volumeMounts": [
+            {"name": "runner", "mountPath": RUNNER_DIR, "readOnly": True},
             {"name": "src", "mountPath": SRC_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": TMP_DIR},
-            {"name": "build", "mountPath": BUILD_DIR},
+            *mounts,
         ],
     }
 
 
+def _compile_container(sub: Submission, settings: Settings) -> dict[str, Any]:
+    return _container(sub, settings, COMPILE, settings.sandbox_work_mb + _build_mb(sub) + LOG_MB,
+                      [{"name": "build", "mountPath": BUILD_DIR}])
+
+
 def _run_container(sub: Submission, settings: Settings) -> dict[str, Any]:
-    lang = sub.language
-    env = {
-        **_common_env(sub, settings),
-        "MONACO_COMMAND": lang.run,
-        "MONACO_TIMEOUT_MS": str(math.ceil(sub.timeout_seconds * 1000)),
-        "MONACO_NOFILE": str(lang.limits.open_files),
-        "MONACO_CGROUP_MEMORY": "1",
-        "MONACO_NEEDS_COMPILE": "1" if lang.compiles else "0",
-    }
-    mounts: list[dict[str, Any]] = [
-        {"name": "src", "mountPath": SRC_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": TMP_DIR},
-    ]
-    storage = settings.sandbox_work_mb + LOG_MB
-    if lang.compiles:
-        mounts.append({"name": "build", "mountPath": BUILD_DIR, "readOnly": True})
-        storage += _build_mb(sub)
-    return {
-        "name": RUN,
-        "image": lang.image,
-        "imagePullPolicy": lang.image_pull_policy,
-        "command": ["/bin/sh", RUNNER, RUN],
-        "workingDir": TMP_DIR,
-        "env": _env(env),
-        "resources": _resources(settings.sandbox_cpu, sub.memory_mb + RUNNER_MEMORY_MB, storage),
-        "securityContext": _security_context(),
-        "volumeMounts": mounts,
-    }
+    if not sub.language.compiles:
+        return _container(sub, settings, RUN, settings.sandbox_work_mb + LOG_MB, [])
+    return _container(sub, settings, RUN, settings.sandbox_work_mb + _build_mb(sub) + LOG_MB,
+                      [{"name": "build", "mountPath": BUILD_DIR, "readOnly": True}])
 
 
 def build_pod_spec(sub: Submission, settings: Settings) -> dict[str, Any]:
     uid = settings.sandbox_run_as_user
     volumes: list[dict[str, Any]] = [
+        {"name": "runner", "configMap": {"name": runner_configmap_name(runner_binary()), "defaultMode": 0o555}},
         {"name": "src", "configMap": {"name": names.child_name(sub.name), "defaultMode": 0o444}},
         {"name": "tmp", "emptyDir": {"sizeLimit": f"{settings.sandbox_work_mb}Mi"}},
     ]
@@ -187,7 +179,7 @@ def build_pod_spec(sub: Submission, settings: Settings) -> dict[str, Any]:
         "hostNetwork": False,
         "hostPID": False,
         "hostIPC": False,
-        # The runner is PID 1 and ignores SIGTERM: a cancelled pod should not linger for 30 s.
+        # The runner is PID 1 and the kernel drops SIGTERM for it: a cancelled pod should not linger for 30 s.
         "terminationGracePeriodSeconds": 1,
         "securityContext": {
             "runAsNonRoot": True,

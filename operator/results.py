@@ -13,7 +13,7 @@ from datetime import datetime
 from monaco.core import envelope
 from monaco.core import resource as r
 from monaco.core.models import Outcome, Status, Verdict, iso
-from monaco.operator.builders import COMPILE, RUN
+from monaco.core.phase import COMPILE, RUN
 from monaco.operator.state import JobRecord, PodRecord
 
 # Reasons a container waits that no retry will cure.
@@ -125,14 +125,14 @@ async def collect(pod: PodRecord, job: JobRecord | None, now: datetime, read_log
         compiled = _parse(await read_log(pod.name, COMPILE))
         if compiled is None:
             return _missing(pod, None, COMPILE)
+        ended = envelope.compile_outcome(compiled)
+        if ended is not None:
+            return ended
     run = pod.container(RUN)
     ran = None
     if run is not None and run.started:
         ran = _parse(await read_log(pod.name, RUN))
         if ran is None:
-            decided = envelope.decide(compiled, None)
-            if decided.verdict is Verdict.COMPILE_ERROR:
-                return decided
             return _missing(pod, compiled, RUN)
     return envelope.decide(compiled, ran, oom_killed=run is not None and run.terminated_reason == OOM)
 

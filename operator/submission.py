@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from monaco.core.languages import Language, Registry
+from monaco.core.models import Limits
+from monaco.core.phase import LimitError, resolve_limits
 
 
 class SpecError(ValueError):
@@ -21,8 +23,15 @@ class Submission:
     language: Language
     code: str
     stdin: str
-    timeout_seconds: float
-    memory_mb: int
+    limits: Limits
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.limits.timeout_seconds
+
+    @property
+    def memory_mb(self) -> int:
+        return self.limits.memory_mb
 
     @property
     def compile_timeout_seconds(self) -> float | None:
@@ -34,7 +43,7 @@ class Submission:
 
 
 def from_body(body: dict[str, Any], registry: Registry) -> Submission:
-    """The submission of a resource body; limits default to the language's and are capped at its maxima."""
+    """The submission of a resource body; limits resolved as the API resolves them (core/phase.py)."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     language = registry.get(str(spec.get("language", "")))
@@ -42,9 +51,11 @@ def from_body(body: dict[str, Any], registry: Registry) -> Submission:
         raise SpecError(
             f"unknown language {spec.get('language')!r}; this deployment runs: {', '.join(registry.names)}"
         )
-    limits = spec.get("limits") or {}
-    timeout = float(limits.get("timeoutSeconds") or language.limits.timeout_seconds)
-    memory = int(limits.get("memoryMb") or language.limits.memory_mb)
+    asked = spec.get("limits") or {}
+    try:
+        limits = resolve_limits(language, asked.get("timeoutSeconds"), asked.get("memoryMb"))
+    except LimitError as exc:
+        raise SpecError(str(exc)) from None
     return Submission(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace", "")),
@@ -52,6 +63,5 @@ def from_body(body: dict[str, Any], registry: Registry) -> Submission:
         language=language,
         code=str(spec.get("code", "")),
         stdin=str(spec.get("input") or ""),
-        timeout_seconds=min(timeout, language.limits.timeout_ceiling),
-        memory_mb=min(memory, language.limits.memory_ceiling),
+        limits=limits,
     )

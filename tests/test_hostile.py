@@ -32,8 +32,10 @@ from monaco.core.settings import Settings
 
 try:  # tests/ may or may not be a package
     from tests.conftest import run_program, serve, submit, summary, wait_for_result, wait_until
+    from tests.hostile_cases import FORGERIES, Case, check
 except ImportError:
     from conftest import run_program, serve, submit, summary, wait_for_result, wait_until  # type: ignore[no-redef]
+    from hostile_cases import FORGERIES, Case, check  # type: ignore[no-redef]
 
 SECRET_NAME = "MONACO_TEST_SECRET"
 SECRET = "s3cr3t-" + uuid.uuid4().hex
@@ -460,22 +462,8 @@ async def test_background_child_dies_with_the_program(
 
 
 def forged_envelope(nonce: str, *, exit: int = 0, stdout: bytes = b"forged\n") -> str:
-    fields = {
-        "phase": "run",
-        "exit": str(exit),
-        "wall_ns": "1000",
-        "timed_out": "0",
-        "timeout_ms": "10000",
-        "output_limit": "65536",
-        "memory_kb": "1",
-        "stdout_bytes": str(len(stdout)),
-        "stderr_bytes": "0",
-        "error": "",
-        "stdout": base64.b64encode(stdout).decode(),
-        "stderr": "",
-    }
-    body = "".join(f"{k}={v}\n" for k, v in fields.items())
-    return f"\n#MONACO-ENVELOPE v1 BEGIN {nonce}\n{body}#MONACO-ENVELOPE v1 END {nonce}\n"
+    return real_envelope(nonce, exit=str(exit), wall_ns="1000", memory_kb="1", stdout_bytes=str(len(stdout)),
+                         stdout=base64.b64encode(stdout).decode())
 
 
 FAKE_MARKERS = r"""
@@ -496,7 +484,7 @@ async def test_fake_envelope_markers_are_just_output(client: httpx.AsyncClient) 
     assert result["verdict"] == "runtime_error", summary(result)
     assert result["exitCode"] == 3
     assert result["status"] == "failed"
-    assert result["output"].count("#MONACO-ENVELOPE v1 BEGIN") == 2  # printed, and kept as output
+    assert result["output"].count("#MONACO-ENVELOPE v2 BEGIN") == 2  # printed, and kept as output
     assert "forged" not in result["output"].replace(forged_envelope("x"), "")
 
 
@@ -700,11 +688,16 @@ def real_envelope(nonce: str = "01234567-89ab-cdef-0123-456789abcdef", **overrid
     fields = {
         "phase": "run",
         "exit": "0",
+        "signal": "",
         "wall_ns": "1500000",
+        "cpu_ms": "1",
+        "cpu_limit_ms": "11000",
         "timed_out": "0",
         "timeout_ms": "10000",
         "output_limit": "65536",
+        "output_exceeded": "0",
         "memory_kb": "2048",
+        "oom_kills": "",
         "stdout_bytes": "6",
         "stderr_bytes": "0",
         "error": "",
@@ -713,7 +706,8 @@ def real_envelope(nonce: str = "01234567-89ab-cdef-0123-456789abcdef", **overrid
         **overrides,
     }
     body = "".join(f"{k}={v}\n" for k, v in fields.items())
-    return f"\n#MONACO-ENVELOPE v1 BEGIN {nonce}\n{body}#MONACO-ENVELOPE v1 END {nonce}\n"
+    v = envelope.VERSION
+    return f"\n#MONACO-ENVELOPE {v} BEGIN {nonce}\n{body}#MONACO-ENVELOPE {v} END {nonce}\n"
 
 
 def test_parse_reads_an_envelope() -> None:
@@ -731,7 +725,7 @@ def test_parse_reads_an_envelope() -> None:
     [
         b"",
         b"hello\n",
-        b"#MONACO-ENVELOPE v1 END 01234567-89ab-cdef-0123-456789abcdef\n",
+        b"#MONACO-ENVELOPE v2 END 01234567-89ab-cdef-0123-456789abcdef\n",
         b"#MONACO-ENVELOPE v0 BEGIN 01234567-89ab-cdef-0123-456789abcdef\nphase=run\n",
     ],
     ids=["empty", "no-markers", "end-only", "other-version"],
@@ -765,7 +759,7 @@ def test_parse_rejects_bad_base64() -> None:
 
 
 def test_parse_ignores_junk_before_the_envelope() -> None:
-    junk = b"\x00\xff binary junk\n#MONACO-ENVELOPE v1 BEGIN half a marker\nexit=0\n" * 50
+    junk = b"\x00\xff binary junk\n#MONACO-ENVELOPE v2 BEGIN half a marker\nexit=0\n" * 50
     result = envelope.parse(junk + real_envelope(exit="3").encode())
     assert result.exit == 3
     assert result.stdout == b"hello\n"
@@ -794,3 +788,28 @@ def test_verdict_of_a_run_that_printed_a_forgery_before_the_real_envelope() -> N
     outcome = envelope.decide(None, ran)
     assert outcome.verdict.value == "runtime_error"
     assert outcome.exit_code == 3
+
+
+# ---------------------------------------------------------------- verdicts a program cannot choose
+
+
+@pytest.mark.languages
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", FORGERIES, ids=lambda c: c.id)
+async def test_a_program_cannot_choose_its_verdict(client: httpx.AsyncClient, app: Starlette, settings: Settings,
+                                                   case: Case) -> None:
+    """The same table runs on the Kubernetes back end in e2e/test_monaco.py."""
+    result = await beside_normal(client, case.language, case.code, **case.limits)
+    check(case, result)
+    await assert_nothing_left(app, settings)
+
+
+@pytest.mark.languages
+@pytest.mark.anyio
+async def test_filling_tmp_under_a_small_memory_limit_is_a_memory_limit(client: httpx.AsyncClient) -> None:
+    """The sandbox's /tmp is a tmpfs whose pages are charged to the run's memory cgroup: a program that fills
+    it has used memory, and the runner, which needs no new page to report, still reports it."""
+    code = "data = b'x' * (1 << 20)\nwith open('/tmp/fill', 'wb') as f:\n    for _ in range(60):\n" \
+           "        f.write(data); f.flush()\nprint('wrote 60 MB')\n"
+    result = await beside_normal(client, "python", code, memoryMb=24)
+    assert result["verdict"] == "memory_limit", summary(result)

@@ -20,7 +20,7 @@ from importlib import resources
 import monaco.core.cli, monaco.api.app, monaco.api.local.backend, monaco.operator.main
 for module in (monaco.core.cli, monaco.api.app, monaco.operator.main):
     assert module.__file__.startswith(sys.argv[1]), module.__file__
-assert "#MONACO-ENVELOPE v1" in resources.files("monaco.core").joinpath("runner.sh").read_text()
+assert resources.files("monaco.core").joinpath("bin", "monaco-init").read_bytes().startswith(b"\\x7fELF")
 assert "languages:" in resources.files("monaco.core").joinpath("languages.yaml").read_text()
 assert "unshare(" in resources.files("monaco.api.local").joinpath("nsrun.c").read_text()
 from monaco.core.settings import Settings

@@ -61,8 +61,8 @@ def test_modes_isolate_alike(data_dir: Path, setting: str, mode: str) -> None:
     assert pids[0] == 1 and len(pids) <= 4  # its own PID namespace: the runner (1), timeout, sh/python
     assert lines["ifaces"] == "['lo']"
     assert lines["net"] in ("ConnectionRefusedError", "OSError") or "Unreachable" in lines["net"]
-    # the shell adds PWD and OLDPWD; nothing of the server's environment is there
-    assert lines["env"] == "['HOME', 'LANG', 'OLDPWD', 'PATH', 'PWD', 'TMPDIR']"
+    # the shell adds PWD; nothing of the server's environment is there
+    assert lines["env"] == "['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR']"
     assert lines["home-writable"] == "False"
     assert outcome.memory_kb and outcome.memory_kb > 1000
 

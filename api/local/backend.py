@@ -17,12 +17,12 @@ from datetime import timedelta
 
 from monaco.api.backend import NotCancellable, QueueFull, QueueStats, StoreUnavailable
 from monaco.api.metrics import Metrics
-from monaco.core.envelope import decide
+from monaco.core.envelope import compile_outcome, decide
 from monaco.core.languages import Language
 from monaco.core.models import Limits, Outcome, Status, SubmissionView, Verdict, utcnow
 from monaco.core.settings import Settings
 
-from .sandbox import Sandbox
+from .sandbox import PhaseRun, Sandbox
 from .store import Store
 
 log = logging.getLogger("monaco.local")
@@ -198,32 +198,36 @@ class LocalBackend:
             if language.compiles:
                 log.info("compiling", extra=extra)
                 compiled = await self.sandbox.run_phase(base, language, "compile", job.limits, slot, job.cancel)
-                if job.cancel.is_set():
-                    await self._finish(job, Outcome(verdict=Verdict.CANCELLED, message="cancelled by request"))
-                    return
-                if compiled.result is None:
-                    await self._finish(job, Outcome(verdict=Verdict.SYSTEM_ERROR, message=compiled.error))
-                    return
-                if compiled.result.exit != 0 or compiled.result.timed_out or compiled.result.error:
-                    await self._finish(job, decide(compiled.result, None))
+                ended = self._settled(job, compiled, compiling=True) or compile_outcome(compiled.result)
+                if ended is not None:
+                    await self._finish(job, ended)
                     return
             log.info("running", extra=extra)
             ran = await self.sandbox.run_phase(base, language, "run", job.limits, slot, job.cancel)
-            if job.cancel.is_set():
-                outcome = Outcome(verdict=Verdict.CANCELLED, message="cancelled by request")
-            elif ran.result is None:
-                outcome = Outcome(verdict=Verdict.SYSTEM_ERROR, message=ran.error)
-            else:
-                outcome = decide(
-                    compiled.result if compiled else None,
-                    ran.result,
-                    oom_killed=ran.oom_killed,
-                    memory_kb=ran.memory_kb,
-                )
+            outcome = self._settled(job, ran) or decide(
+                compiled.result if compiled else None,
+                ran.result,
+                oom_killed=ran.oom_killed,
+                memory_kb=ran.memory_kb,
+            )
             await self._finish(job, outcome)
             log.info("finished", extra={**extra, "verdict": outcome.verdict.value, "ms": outcome.execution_ms})
         finally:
             await asyncio.to_thread(self.sandbox.cleanup, base)
+
+    @staticmethod
+    def _settled(job: _Job, phase: PhaseRun, *, compiling: bool = False) -> Outcome | None:
+        """The outcome of a phase that has no envelope to judge, or that was cancelled."""
+        if job.cancel.is_set():
+            return Outcome(verdict=Verdict.CANCELLED, message="cancelled by request")
+        if phase.result is not None:
+            return None
+        if phase.oom_killed:  # the kernel's evidence: the memory cgroup filled up until even the runner was killed
+            if compiling:
+                return Outcome(verdict=Verdict.COMPILE_ERROR, message="the compiler ran out of memory")
+            return Outcome(verdict=Verdict.MEMORY_LIMIT, memory_kb=phase.memory_kb,
+                           message="the program was killed for using more memory than its limit")
+        return Outcome(verdict=Verdict.SYSTEM_ERROR, message=phase.error)
 
     async def _finish(self, job: _Job, outcome: Outcome) -> None:
         view = job.view

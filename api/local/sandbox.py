@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from monaco.core.envelope import EnvelopeError, PhaseResult, parse
-from monaco.core.languages import Language, runner_script
+from monaco.core.languages import Language
 from monaco.core.models import Limits
+from monaco.core.native import binary
+from monaco.core.phase import Enforcement, Layout, phase_env, phase_limits
 from monaco.core.settings import Settings
 
 from .cgroups import Cgroups, RunCgroup
@@ -41,6 +43,8 @@ _INSIDE = "/tmp/.monaco"  # where a run's source, runner and build dir appear in
 # After a phase's time limit and this grace, whatever of the program still lives is killed from outside
 # (see RunCgroup.kill_all_but_init), so that the runner reports a timeout before the hard deadline.
 _OVERDUE_GRACE = 2.0
+# What the runner itself needs beside the program, inside the same memory cgroup.
+RUNNER_MEMORY_MB = 8
 
 # Runs as root inside the new namespaces: private mounts, then drop to the sandbox uid and exec the
 # runner with an empty environment ("$@" is `env -i K=V ... sh runner.sh PHASE`).
@@ -81,10 +85,9 @@ class Sandbox:
         self.root_dir = settings.sandboxes
         self.mode = "none"
         self.cgroups: Cgroups | None = None
-        self._runner = self.root_dir / "runner.sh"
+        self._init = self.root_dir / "monaco-init"
         self._unshare = shutil.which("unshare") or "unshare"
         self._nsrun: Path | None = None
-        self._shell: Path | None = None
 
     # ---- start-up
     def prepare(self) -> None:
@@ -98,8 +101,10 @@ class Sandbox:
         # Private to the service: each sandbox sees only its own run, bound in at /tmp/.monaco.
         self.root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root_dir, 0o700)
-        self._runner.write_text(runner_script())
-        os.chmod(self._runner, 0o644)
+        tmp_init = self._init.with_suffix(".tmp")
+        shutil.copyfile(binary("monaco-init"), tmp_init)
+        os.chmod(tmp_init, 0o555)
+        tmp_init.rename(self._init)
         self.mode = self._choose_mode()
         for stale in self.root_dir.iterdir():  # nothing runs yet: whatever is here was left by a crash
             if stale.is_dir():
@@ -110,26 +115,10 @@ class Sandbox:
                 self.mode = "nsrun"
         if self.mode in ("nsrun", "unshare-root"):
             self.cgroups = Cgroups.detect(str(self.root_dir.resolve()))
-            self._shell = self._execute_only_shell()
         log.info(
             "sandbox ready",
             extra={"mode": self.mode, "cgroups": bool(self.cgroups), "dir": str(self.root_dir)},
         )
-
-    def _execute_only_shell(self) -> Path:
-        """A copy of /bin/sh that the sandbox uid may execute but not read, to run the runner with.
-
-        The program runs as the runner's own uid, so a runner started from a readable binary is
-        dumpable: the program could ptrace it, read /proc/1/mem or open /proc/1/fd/* (its stdout pipe)
-        and print a forged envelope in its name. The kernel marks a process that execs a binary its
-        user cannot read as not dumpable, which puts all of that out of the program's reach.
-        """
-        shell: Path = self.root_dir / "sh"
-        tmp = shell.with_suffix(".tmp")
-        shutil.copyfile(os.path.realpath("/bin/sh"), tmp)
-        os.chmod(tmp, 0o111)
-        tmp.rename(shell)
-        return shell
 
     def _build_nsrun(self) -> Path | None:
         """Compile the one-process launcher (nsrun.c) with the host's C compiler, once per version."""
@@ -195,11 +184,9 @@ class Sandbox:
         os.chmod(base / "src", 0o755)
         (base / "src" / language.source_file).write_text(code)
         (base / "src" / "stdin").write_text(stdin)
-        shutil.copyfile(self._runner, base / "src" / "runner.sh")
         for f in (base / "src").iterdir():
             os.chmod(f, 0o644)
-        if self._shell is not None:  # a link keeps its execute-only mode; bound in with src/
-            os.link(self._shell, base / "src" / "sh")
+        os.link(self._init, base / "src" / "monaco-init")  # the runner, bound in with src/
         return base
 
     def cleanup(self, base: Path) -> None:
@@ -217,43 +204,30 @@ class Sandbox:
         slot: int,
         cancel: asyncio.Event | None = None,
     ) -> PhaseRun:
-        if phase == "compile":
-            cl = language.compile_limits
-            timeout, memory_mb, as_mb = cl.timeout_seconds, cl.memory_mb, cl.address_space_mb or cl.memory_mb
-            procs, nofile, command = cl.processes, cl.open_files, language.compile or ""
-        else:
-            rl = language.limits
-            timeout, memory_mb, command = limits.timeout_seconds, limits.memory_mb, language.run
-            as_mb = max(rl.address_space_mb or 0, memory_mb)
-            procs, nofile = rl.processes, rl.open_files
         uid = self.uid_for(slot)
-        build = base / "build"
+        isolated = self.mode != "none"
+        layout = Layout(
+            src=f"{_INSIDE}/src" if isolated else str(base / "src"),
+            build=f"{_INSIDE}/build" if isolated else str(base / "build"),
+            work="/tmp/work" if isolated else str(base / "work"),
+            tmp="/tmp" if isolated else str(base / "tmp"),
+            scratch=("/tmp", "/var/tmp", "/dev/shm") if isolated else (str(base / "tmp"),),
+        )
+        if not isolated:
+            (base / "tmp").mkdir(exist_ok=True)
+        enforcement = Enforcement(memory_cgroup=self.cgroups is not None, own_uid=uid is not None,
+                                  runner_reads_cgroup=False)
+        pl = phase_limits(language, phase, limits, enforcement, self.settings.sandbox_tmp_mb)
+        timeout = pl.timeout_seconds
         if uid is not None and phase == "compile":
-            os.chown(build, uid, uid)
+            os.chown(base / "build", uid, uid)
         runner_env = {
             "PATH": SANDBOX_PATH,
-            "HOME": "/tmp",
-            "TMPDIR": "/tmp",
-            "LANG": "C.UTF-8",
-            **language.env,
-            "MONACO_SRC_DIR": str(base / "src") if self.mode == "none" else f"{_INSIDE}/src",
-            "MONACO_SOURCE_FILE": language.source_file,
-            "MONACO_BUILD_DIR": str(build) if self.mode == "none" else f"{_INSIDE}/build",
-            "MONACO_WORK_DIR": str(base / "work") if self.mode == "none" else "/tmp/work",
-            "MONACO_COMMAND": command,
-            "MONACO_TIMEOUT_MS": str(int(timeout * 1000)),
-            "MONACO_OUTPUT_LIMIT": str(self.settings.output_limit_bytes),
-            # With a memory cgroup the kernel enforces the limit (and reports OOM kills);
-            # RLIMIT_AS stays as the limit where there is none.
-            "MONACO_AS_KB": str(as_mb * 1024 if not self.cgroups or as_mb > memory_mb else 0),
-            "MONACO_NPROC": str(procs if uid is not None else 0),
-            "MONACO_NOFILE": str(nofile),
-            "MONACO_FSIZE_KB": str(language.compile_limits.output_file_mb * 1024),
-            "MONACO_NEEDS_COMPILE": "1" if language.compiles else "0",
+            **phase_env(language, phase, limits, output_limit=self.settings.output_limit_bytes, layout=layout,
+                        enforcement=enforcement, scratch_mb=self.settings.sandbox_tmp_mb),
         }
-        runner = str(base / "src" / "runner.sh") if self.mode == "none" else f"{_INSIDE}/src/runner.sh"
-        shell = f"{_INSIDE}/src/sh" if self._shell is not None else "/bin/sh"
-        inner_cmd = ["env", "-i", *(f"{k}={v}" for k, v in runner_env.items()), shell, runner, phase]
+        runner = f"{layout.src}/monaco-init"
+        inner_cmd = ["env", "-i", *(f"{k}={v}" for k, v in runner_env.items()), runner, phase]
         cg = None
         if self.cgroups is not None:
             cg = await asyncio.to_thread(
@@ -261,8 +235,8 @@ class Sandbox:
                 # Not named after the submission: every sandbox can list /sys/fs/cgroup, and an id is
                 # all it takes to read a submission's result.
                 f"{secrets.token_hex(8)}-{phase}",
-                memory_bytes=(memory_mb + 8) << 20,
-                pids=procs + 16,
+                memory_bytes=(pl.memory_mb + RUNNER_MEMORY_MB) << 20,
+                pids=pl.processes + 16,
             )
         outer_env = {
             "PATH": SANDBOX_PATH,
@@ -277,7 +251,7 @@ class Sandbox:
             assert self._nsrun is not None and uid is not None
             cgroups = ":".join(str(d) for d in cg.dirs) if cg else ""
             tmp_mb = str(self.settings.sandbox_tmp_mb)
-            argv = [str(self._nsrun), str(base), phase, str(uid), tmp_mb, cgroups, "--", shell, runner, phase]
+            argv = [str(self._nsrun), str(base), phase, str(uid), tmp_mb, cgroups, "--", runner, phase]
             outer_env = runner_env
         elif self.mode == "unshare-root":
             argv = ["/bin/sh", "-c", _OUTER, "sb", self._unshare, *ns, "/bin/sh", "-c", _INNER, "sb", *inner_cmd]
@@ -305,7 +279,8 @@ class Sandbox:
         return PhaseRun(result, memory_kb, oom)
 
     async def _kill_overdue(self, cg: RunCgroup, after: float) -> None:
-        """The program may stop or kill the runner's timer (they share a uid): end it from outside."""
+        """A safety net: the runner's own deadline is out of the program's reach, but should the runner be
+        stuck (a process the kernel will not kill at once), end the program's processes from outside."""
         await asyncio.sleep(after)
         killed = await asyncio.to_thread(cg.kill_all_but_init)
         if killed:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from monaco.core.languages import runner_script
+from monaco.core.native import binary
 from monaco.core.resource import API_VERSION, KIND, SUBMITTED_AT_ANNOTATION
 from monaco.core.settings import Settings
 from monaco.operator import names
@@ -243,9 +243,7 @@ class FakeCluster:
 
 @pytest.fixture
 def runner(tmp_path: Path) -> Callable[..., bytes]:
-    """Runs the real core/runner.sh (not as PID 1) and returns its stdout: a real envelope."""
-    script = tmp_path / "runner.sh"
-    script.write_text(runner_script())
+    """Runs the real runner (core/monaco-init.c, not as PID 1) and returns its stdout: a real envelope."""
 
     def run(phase: str, command: str, *, source: str = "", stdin: str = "", timeout_ms: int = 5000,
             output_limit: int = 65536, build: Path | None = None) -> bytes:
@@ -266,7 +264,8 @@ def runner(tmp_path: Path) -> Callable[..., bytes]:
             "MONACO_TIMEOUT_MS": str(timeout_ms),
             "MONACO_OUTPUT_LIMIT": str(output_limit),
         }
-        done = subprocess.run(["/bin/sh", str(script), phase], env=env, capture_output=True, timeout=30, check=True)
+        done = subprocess.run([str(binary("monaco-init")), phase], env=env, capture_output=True, timeout=30,
+                              check=True)
         return done.stdout
 
     return run

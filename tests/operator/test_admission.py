@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from monaco.core.settings import Settings
+from monaco.operator import builders
 from monaco.operator.admission import Admission, Indexes, occupied, plan, waiting
 from monaco.operator.cluster import Rejected
 from tests.operator.conftest import Clock, FakeCluster, container_status, indexes, job, pod, submission
@@ -83,13 +84,20 @@ async def test_admit_creates_children_then_marks_running(settings: Settings, clo
     cluster = FakeCluster(submission("a", phase="queued", queuedAt="x"))
     admission = make(settings, cluster, clock)
     assert await admission.admit_next(index_of(cluster)) == ["a"]
-    assert set(cluster.configmaps) == set(cluster.network_policies) == set(cluster.jobs) == {"csub-a"}
+    runner = builders.runner_configmap_name(builders.runner_binary())
+    assert set(cluster.configmaps) == {"csub-a", runner}
+    assert set(cluster.network_policies) == set(cluster.jobs) == {"csub-a"}
     status = cluster.status("a")
     assert status["phase"] == "running" and status["jobName"] == "csub-a"
     assert status["startedAt"] == "2026-01-01T12:00:00.000Z"
     creates = [c[0] for c in cluster.calls if c[0].startswith("create_")]
-    assert creates == ["create_configmap", "create_network_policy", "create_job"]
+    # the shared runner ConfigMap once per operator process, then the submission's children
+    assert creates == ["create_configmap", "create_configmap", "create_network_policy", "create_job"]
     assert "a" in admission.inflight
+    cluster.submissions["b"] = submission("b", phase="queued", queuedAt="x")
+    assert await admission.admit_next(index_of(cluster)) == ["b"]
+    creates = [c[0] for c in cluster.calls if c[0].startswith("create_")]
+    assert creates[4:] == ["create_configmap", "create_network_policy", "create_job"]
 
 
 @pytest.mark.anyio

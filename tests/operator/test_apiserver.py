@@ -16,6 +16,7 @@ and kube-apiserver + kube-controller-manager in MONACO_KUBE_BIN (default: the e2
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import glob
@@ -452,20 +453,26 @@ class LoggingKubelet:
 
     def _execute(self, pod: Any) -> None:
         name = pod.metadata.name
-        cm = self.core.read_namespaced_config_map(pod.spec.volumes[0].config_map.name, NS)
+        volumes = {v.name: v.config_map.name for v in pod.spec.volumes if v.config_map}
+        cm = self.core.read_namespaced_config_map(volumes["src"], NS)
+        runner = self.core.read_namespaced_config_map(volumes["runner"], NS)
         base = self.work / name
-        src, build = base / "src", base / "build"
-        src.mkdir(parents=True)
-        build.mkdir()
+        src, build, tmp, bin_ = base / "src", base / "build", base / "tmp", base / "bin"
+        for d in (src, build, tmp, bin_):
+            d.mkdir(parents=True)
         for key, value in cm.data.items():
             (src / key).write_text(value)
+        for key, value in runner.binary_data.items():
+            (bin_ / key).write_bytes(base64.b64decode(value))
+            (bin_ / key).chmod(0o555)
         statuses: dict[str, list[dict[str, Any]]] = {"initContainerStatuses": [], "containerStatuses": []}
         now = dt.datetime.now(dt.UTC).isoformat()
         for kind, containers in (("initContainerStatuses", pod.spec.init_containers or []),
                                  ("containerStatuses", pod.spec.containers)):
             for c in containers:
                 # The pod's mounts, mapped onto this machine's directories.
-                mounts = {"/monaco/src": str(src), "/monaco/build": str(build), "/tmp": str(base)}
+                mounts = {"/monaco/src": str(src), "/monaco/build": str(build), "/tmp": str(tmp),
+                          "/monaco/bin": str(bin_)}
 
                 def here(value: str, mounts: dict[str, str] = mounts) -> str:
                     for inside, outside in mounts.items():

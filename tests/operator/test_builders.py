@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
 
-from monaco.core.languages import runner_script
 from monaco.core.settings import Settings
 from monaco.operator import builders, names
 from monaco.operator.submission import SpecError, Submission, from_body
@@ -28,13 +28,18 @@ def all_containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ---- the submission and its limits
-def test_limits_default_to_the_language_and_are_capped_at_its_maxima(settings: Settings) -> None:
+def test_limits_default_to_the_language_and_are_refused_past_its_maxima(settings: Settings) -> None:
+    """The operator resolves limits as the API does (core/phase.py): refused with a reason, never capped."""
     python = settings.registry.get("python")
     assert python is not None
     s = sub_of(settings, limits={})
     assert (s.timeout_seconds, s.memory_mb) == (python.limits.timeout_seconds, python.limits.memory_mb)
-    s = sub_of(settings, limits={"timeoutSeconds": 10_000, "memoryMb": 1_000_000})
-    assert (s.timeout_seconds, s.memory_mb) == (python.limits.timeout_ceiling, python.limits.memory_ceiling)
+    with pytest.raises(SpecError, match=r"'timeoutSeconds' is 10000; the maximum for python is"):
+        sub_of(settings, limits={"timeoutSeconds": 10_000})
+    with pytest.raises(SpecError, match=r"'memoryMb' is 1000000; the maximum for python is"):
+        sub_of(settings, limits={"memoryMb": 1_000_000})
+    with pytest.raises(SpecError, match=r"'timeoutSeconds' is 0.0001; the minimum is 0.1"):
+        sub_of(settings, limits={"timeoutSeconds": 0.0001})
     s = sub_of(settings, limits={"timeoutSeconds": 2.5, "memoryMb": 64})
     assert (s.timeout_seconds, s.memory_mb) == (2.5, 64)
 
@@ -55,14 +60,29 @@ def test_names_are_deterministic_and_fit_label_values() -> None:
 
 
 # ---- ConfigMap
-def test_configmap_holds_source_stdin_and_runner(settings: Settings) -> None:
+def test_configmap_holds_source_and_stdin(settings: Settings) -> None:
     cm = builders.build_configmap(sub_of(settings), settings)
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "csub-s1"
     assert cm["metadata"]["namespace"] == NS
-    assert cm["data"] == {"main.py": "print(input())", "stdin": "hi\n", "runner.sh": runner_script()}
+    assert cm["data"] == {"main.py": "print(input())", "stdin": "hi\n"}
     owner = cm["metadata"]["ownerReferences"][0]
     assert owner == {"apiVersion": "monaco.dev/v1alpha1", "kind": "CodeSubmission", "name": "s1",
                      "uid": "uid-s1", "controller": True, "blockOwnerDeletion": True}
+
+
+def test_runner_configmap_is_named_by_content_and_mounted_executable(settings: Settings) -> None:
+    runner = builders.runner_binary()
+    assert runner.startswith(b"\x7fELF")
+    cm = builders.build_runner_configmap(settings, runner)
+    assert cm["immutable"] is True and cm["metadata"]["namespace"] == settings.namespace
+    assert base64.b64decode(cm["binaryData"]["monaco-init"]) == runner
+    assert cm["metadata"]["name"] == builders.runner_configmap_name(runner) != builders.runner_configmap_name(b"x")
+    pod = builders.build_job(sub_of(settings, language="c"), settings)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["runner"]["configMap"] == {"name": cm["metadata"]["name"], "defaultMode": 0o555}
+    for container in all_containers(pod):
+        assert container["command"] == ["/monaco/bin/monaco-init", container["name"]]
+        assert {"name": "runner", "mountPath": "/monaco/bin", "readOnly": True} in container["volumeMounts"]
 
 
 # ---- NetworkPolicy
@@ -94,7 +114,7 @@ def test_job_of_an_interpreted_language(settings: Settings) -> None:
     assert "initContainers" not in pod
     [run] = pod["containers"]
     assert run["name"] == "run" and run["image"] == "python:3.11-slim"
-    assert run["command"] == ["/bin/sh", "/monaco/src/runner.sh", "run"]
+    assert run["command"] == ["/monaco/bin/monaco-init", "run"]
     env = env_of(run)
     assert env["MONACO_COMMAND"] == "exec python3 main.py"
     assert env["MONACO_TIMEOUT_MS"] == "5000"
@@ -109,7 +129,7 @@ def test_job_of_an_interpreted_language(settings: Settings) -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["src"]["configMap"]["name"] == "csub-s1"
     assert volumes["tmp"]["emptyDir"]["sizeLimit"] == f"{settings.sandbox_work_mb}Mi"
-    assert set(volumes) == {"src", "tmp"}
+    assert set(volumes) == {"runner", "src", "tmp"}
     assert run["resources"]["limits"]["memory"] == f"{128 + builders.RUNNER_MEMORY_MB}Mi"
 
 
@@ -122,7 +142,7 @@ def test_job_of_a_compiled_language(settings: Settings) -> None:
     assert job["spec"]["activeDeadlineSeconds"] == int(limits.timeout_seconds) + 5 + settings.job_deadline_slack_seconds
     pod = job["spec"]["template"]["spec"]
     [compile_], [run] = pod["initContainers"], pod["containers"]
-    assert compile_["command"] == ["/bin/sh", "/monaco/src/runner.sh", "compile"]
+    assert compile_["command"] == ["/monaco/bin/monaco-init", "compile"]
     cenv, renv = env_of(compile_), env_of(run)
     assert cenv["MONACO_COMMAND"] == c.compile
     assert cenv["MONACO_TIMEOUT_MS"] == str(int(limits.timeout_seconds * 1000))
