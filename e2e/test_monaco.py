@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from conftest import wait_until  # noqa: E402
 
 from tests.contract_cases import BAD_REQUESTS  # noqa: E402  (shared with the local back end's tests)
+from tests.hostile_cases import FORGERIES, Case, check  # noqa: E402  (the local back end runs the same table)
 
 CHART = REPO / "helm" / "monaco"
 RELEASE = "monaco-e2e"
@@ -186,6 +187,12 @@ def test_output_flood_is_cut(api: httpx.Client) -> None:
     assert result["verdict"] == "output_limit", result
     assert result["truncated"] is True
     assert len(result["output"]) == 65536
+
+
+@pytest.mark.parametrize("case", FORGERIES, ids=lambda c: c.id)
+def test_a_program_cannot_choose_its_verdict(api: httpx.Client, case: Case) -> None:
+    """The same runner judges on both back ends: the same program gets the same verdict (tests/hostile_cases.py)."""
+    check(case, run(api, case.language, case.code, **case.limits))
 
 
 def test_sandbox_reaches_neither_the_api_nor_kubernetes(api: httpx.Client, kubectl: Any) -> None:

@@ -146,6 +146,9 @@ def _container(sub: Submission, settings: Settings, phase: str, storage_mb: int,
         "securityContext": _security_context(),
         "volumeMounts": [
             {"name": "runner", "mountPath": RUNNER_DIR, "readOnly": True},
+            # An empty, read-only dir over the container's devpts: /dev/ptmx leads nowhere, so a program
+            # cannot take the ptys that every container on the node shares (the kernel's pty.max).
+            {"name": "no-pts", "mountPath": "/dev/pts", "readOnly": True},
             {"name": "src", "mountPath": SRC_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": TMP_DIR},
             *mounts,
@@ -171,6 +174,7 @@ def build_pod_spec(sub: Submission, settings: Settings) -> dict[str, Any]:
         {"name": "runner", "configMap": {"name": runner_configmap_name(runner_binary()), "defaultMode": 0o555}},
         {"name": "src", "configMap": {"name": names.child_name(sub.name), "defaultMode": 0o444}},
         {"name": "tmp", "emptyDir": {"sizeLimit": f"{settings.sandbox_work_mb}Mi"}},
+        {"name": "no-pts", "emptyDir": {"sizeLimit": "1Mi"}},
     ]
     spec: dict[str, Any] = {
         "restartPolicy": "Never",

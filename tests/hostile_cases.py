@@ -71,6 +71,17 @@ for name in os.listdir(tmp):
     except OSError: pass
 """
 
+PTY_FLOOD = """
+import os
+fds = []
+try:
+    for _ in range(5000):
+        fds.append(os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY))
+except OSError:
+    pass
+print('bounded' if len(fds) <= 64 else f'took {len(fds)} ptys')
+"""
+
 FORGERIES: list[Case] = [
     Case("exit-152-is-not-a-timeout", "python", "import sys\nsys.exit(152)\n", "runtime_error",
          message="exited with status 152"),
@@ -88,6 +99,7 @@ FORGERIES: list[Case] = [
     Case("tracing-the-runner-is-refused", "python", TRACE_RUNNER, "ok",
          output="Operation not permitted PermissionError\n"),
     Case("hidden-output-is-still-counted", "python", HIDE_OUTPUT, "output_limit"),
+    Case("a-pty-flood-is-bounded", "python", PTY_FLOOD, "ok", output="bounded\n"),
     Case("include-dev-zero-is-a-compile-error", "c", "#include </dev/zero>\nint main(void) { return 0; }\n",
          "compile_error"),
     Case("include-dev-random-is-a-compile-error", "cpp", "#include </dev/random>\nint main() { return 0; }\n",

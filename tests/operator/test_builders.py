@@ -129,7 +129,8 @@ def test_job_of_an_interpreted_language(settings: Settings) -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["src"]["configMap"]["name"] == "csub-s1"
     assert volumes["tmp"]["emptyDir"]["sizeLimit"] == f"{settings.sandbox_work_mb}Mi"
-    assert set(volumes) == {"runner", "src", "tmp"}
+    assert set(volumes) == {"runner", "src", "tmp", "no-pts"}
+    assert {"name": "no-pts", "mountPath": "/dev/pts", "readOnly": True} in run["volumeMounts"]
     assert run["resources"]["limits"]["memory"] == f"{128 + builders.RUNNER_MEMORY_MB}Mi"
 
 
