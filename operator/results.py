@@ -81,9 +81,6 @@ def ended_failure(pod: PodRecord, job: JobRecord | None, now: datetime) -> Outco
                 message=f"the program wrote more to disk than the sandbox allows ({pod.message})",
             )
         return system_error(f"the node evicted the sandbox pod ({pod.message or 'no reason given'})")
-    compile_ = pod.container(COMPILE)
-    if compile_ is not None and compile_.terminated_reason == OOM:
-        return Outcome(verdict=Verdict.COMPILE_ERROR, message="the compiler ran out of memory")
     run = pod.container(RUN)
     runner_done = run is not None and run.terminated_reason in ("Completed", OOM)
     if job is not None and job.deadline_passed(now) and not runner_done:
@@ -128,6 +125,9 @@ async def collect(pod: PodRecord, job: JobRecord | None, now: datetime, read_log
         ended = envelope.compile_outcome(compiled)
         if ended is not None:
             return ended
+        if compile_.terminated_reason == OOM:  # the runner saw no OOM kill, the kubelet did: trust the kernel
+            return Outcome(verdict=Verdict.COMPILE_ERROR, compile_output=compiled.stdout.decode("utf-8", "replace"),
+                           message="the compiler ran out of memory")
     run = pod.container(RUN)
     ran = None
     if run is not None and run.started:

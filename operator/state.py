@@ -148,7 +148,12 @@ class PodRecord:
 
     @property
     def terminal(self) -> bool:
-        return self.phase in ("Succeeded", "Failed")
+        """Nothing more will run in it: it ended, or an init container was OOM-killed (the kubelet counts
+        that as a failed init container even when it exited 0, and with restartPolicy Never the pod then
+        waits, Pending, until its deadline)."""
+        return self.phase in ("Succeeded", "Failed") or any(
+            c.init and c.terminated_reason == "OOMKilled" for c in self.containers
+        )
 
     @property
     def started(self) -> bool:

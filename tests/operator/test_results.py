@@ -83,9 +83,6 @@ ENDED_TABLE = [
     ("evicted for node memory pressure", {"phase": "Failed", "reason": "Evicted",
                                           "message": "The node was low on resource: memory."},
      None, Verdict.SYSTEM_ERROR, "evicted"),
-    ("compiler OOMKilled", {"phase": "Failed", "init": [container_status("compile", terminated="OOMKilled",
-                                                                         exit_code=137)]},
-     None, Verdict.COMPILE_ERROR, "the compiler ran out of memory"),
     ("Job DeadlineExceeded kills the runner", {"phase": "Failed", "containers": [
         container_status("run", terminated="Error", exit_code=137)]},
      [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}], Verdict.TIMEOUT, "deadline"),
@@ -220,6 +217,23 @@ async def test_missing_envelope_is_a_system_error(what: str, log: bytes | None, 
                                                                                exit_code=137)], **extra))
     outcome = await results.collect(record, None, T0, logs_of({"run": log}))
     assert outcome.verdict is Verdict.SYSTEM_ERROR and message in outcome.message
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("pod_phase", ["Pending", "Failed"])
+async def test_an_oom_killed_compiler_is_a_compile_error_at_once(runner: Callable[..., bytes], tmp_path: Path,
+                                                                 pod_phase: str) -> None:
+    """The kubelet marks the init container OOMKilled even when the runner exited 0 with its envelope, counts
+    that as a failed init container, and leaves the pod Pending until its deadline: it is over already."""
+    compiled = runner("compile", "echo 'cc1: out of memory'; exit 1", build=tmp_path / "b")
+    oom = container_status("compile", terminated="OOMKilled", exit_code=0)
+    record = pod_record(pod("s", phase=pod_phase, init=[oom]))
+    assert record.terminal
+    outcome = await results.collect(record, None, T0, logs_of({"compile": compiled}))
+    assert outcome.verdict is Verdict.COMPILE_ERROR and "cc1: out of memory" in outcome.compile_output
+    without_envelope = await results.collect(record, None, T0, logs_of({}))
+    assert without_envelope.verdict is Verdict.COMPILE_ERROR
+    assert without_envelope.message == "the compiler ran out of memory"
 
 
 @pytest.mark.anyio
