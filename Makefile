@@ -6,12 +6,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup run test lint unit bench
+.PHONY: help setup run test lint unit bench generate
 help:
 	@echo "make run    - start Monaco on the embedded local back end (http://127.0.0.1:8080)"
 	@echo "make test   - lint, type-check and run the unit and integration tests (tests/)"
 	@echo "make e2e    - bring up a local Kubernetes cluster (or use KUBECONFIG), install, run e2e/"
 	@echo "make bench  - print the benchmark tables (bench/)"
+	@echo "make generate - rewrite the files generated from core/ (CRD, manifests/languages.yaml, chart parts)"
 	@echo "also: cluster-up cluster-down e2e-cluster-test"
 
 $(VENV)/.installed: pyproject.toml
@@ -42,6 +43,10 @@ test: lint unit
 bench: setup
 	$(PY) bench/run.py
 
+# the files generated from core/ (list: core/generate.py); tests/test_generated.py fails when one is stale
+generate: setup
+	$(PY) -P -m monaco.core.generate
+
 # e2e: the local cluster (unless KUBECONFIG names one), Monaco installed by its chart, pytest e2e/
 .PHONY: e2e bench-k8s
 e2e: setup
@@ -71,18 +76,15 @@ e2e-cluster-test: e2e-venv
 
 # ---- Helm chart (helm/monaco/, owner: chart) ---------------------------------------------
 # helm-lint: helm lint --strict and helm template for the default, all-on and local value sets
-# helm-readme: regenerate helm/monaco/README.md from values.yaml
 # helm-test: the chart's tests (skip without a helm binary: $HELM, PATH or the e2e cache)
 HELM ?= $(shell command -v helm 2>/dev/null || ls -1d $${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}/helm-*/bin/helm 2>/dev/null | sort -r | head -n 1)
-.PHONY: helm-lint helm-readme helm-test
+.PHONY: helm-lint helm-test
 helm-lint:
 	@test -n "$(HELM)" || { echo "no helm binary: set HELM= or run e2e/cluster/build.sh helm" >&2; exit 1; }
 	@for f in "" helm/values-all-on.yaml helm/values-local.yaml; do \
 	  $(HELM) lint --strict helm/monaco $${f:+-f $$f} && \
 	  $(HELM) template monaco helm/monaco -n monaco $${f:+-f $$f} >/dev/null && echo "helm template ok: $${f:-defaults}" || exit 1; \
 	done
-helm-readme: setup
-	$(PY) helm/monaco/gen-readme.py
 helm-test: setup
 	HELM="$(HELM)" $(PY) -P -m pytest -q tests/test_helm_chart.py
 # ---- end of Helm chart block -------------------------------------------------------------

@@ -557,7 +557,7 @@ def test_crds_are_the_generated_ones(helm: list[str]) -> None:
     crd_dir = CHART / "crds"
     files = sorted(crd_dir.glob("*.yaml")) if crd_dir.is_dir() else []
     if not files:
-        pytest.skip("helm/monaco/crds/ is not generated yet (python -m monaco.core.crd)")
+        pytest.skip("helm/monaco/crds/ is not generated yet (make generate)")
     assert [f.name for f in files] == [f"{resource.CRD_NAME}.yaml"]
     assert files[0].read_text() == (ROOT / "manifests" / "crd" / files[0].name).read_text()
     docs = render(helm, "default", "--include-crds")
