@@ -35,8 +35,9 @@ lint: setup
 	@for d in core api operator; do ln -sfn ../../../$$d $(TYPECHECK)/monaco/$$d; done
 	cd $(TYPECHECK) && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p monaco
 
-unit: setup
-	$(VENV)/bin/pytest tests
+# HELM is set, so the chart's tests fail (rather than skip) when it is not there
+unit: setup helm
+	HELM="$(HELM)" $(VENV)/bin/pytest tests
 
 test: lint unit
 
@@ -75,16 +76,20 @@ e2e-cluster-test: e2e-venv
 # ---- end of local e2e cluster block ------------------------------------------------------
 
 # ---- Helm chart (helm/monaco/, owner: chart) ---------------------------------------------
+# helm: the e2e harness's helm (the version pinned in e2e/cluster/versions.env), built once into its
+#   cache by `e2e/cluster/build.sh helm`; HELM=/path/to/helm uses another one
 # helm-lint: helm lint --strict and helm template for the default, all-on and local value sets
-# helm-test: the chart's tests (skip without a helm binary: $HELM, PATH or the e2e cache)
-HELM ?= $(shell command -v helm 2>/dev/null || ls -1d $${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}/helm-*/bin/helm 2>/dev/null | sort -r | head -n 1)
-.PHONY: helm-lint helm-test
-helm-lint:
-	@test -n "$(HELM)" || { echo "no helm binary: set HELM= or run e2e/cluster/build.sh helm" >&2; exit 1; }
+# helm-test: the chart's tests
+HELM ?= $(or $(MONACO_E2E_CACHE),/var/cache/monaco-e2e)/helm-$(shell sed -n 's/^HELM_VERSION=//p' e2e/cluster/versions.env)/bin/helm
+.PHONY: helm helm-lint helm-test
+helm:
+	@test -x "$(HELM)" || bash e2e/cluster/build.sh helm
+	@test -x "$(HELM)" || { echo "no helm at $(HELM): set HELM=/path/to/helm" >&2; exit 1; }
+helm-lint: helm
 	@for f in "" helm/values-all-on.yaml helm/values-local.yaml; do \
 	  $(HELM) lint --strict helm/monaco $${f:+-f $$f} && \
 	  $(HELM) template monaco helm/monaco -n monaco $${f:+-f $$f} >/dev/null && echo "helm template ok: $${f:-defaults}" || exit 1; \
 	done
-helm-test: setup
+helm-test: setup helm
 	HELM="$(HELM)" $(PY) -P -m pytest -q tests/test_helm_chart.py
 # ---- end of Helm chart block -------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The value sets: the chart's defaults, helm/values-all-on.yaml (every optional part on) and
 helm/values-local.yaml (the local e2e cluster). Tests that need a `helm` binary ($HELM, PATH, or the
-e2e harness's build under ${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}) skip without one; the checks of
+e2e harness's build under ${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}) skip without one, unless $HELM is
+set: then they fail (`make test` sets it, after building helm as the e2e harness does). The checks of
 values.yaml, the schema and the generated README run everywhere.
 """
 
@@ -59,6 +60,8 @@ _HELM_ENV: dict[str, str] = {}
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     binary = find_helm()
+    if binary is None and os.environ.get("HELM"):
+        pytest.fail(f"HELM={os.environ['HELM']} is not an executable: `make helm` builds the pinned one")
     if binary is None:
         pytest.skip("no helm binary: set $HELM, put helm on PATH, or build one with e2e/cluster/build.sh helm")
     home = tmp_path_factory.mktemp("helm-home")
