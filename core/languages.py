@@ -135,6 +135,9 @@ class Registry:
     def get(self, name: str) -> Language | None:
         return self._languages.get(name)
 
+    def __getitem__(self, name: str) -> Language:
+        return self._languages[name]
+
     @cached_property
     def names(self) -> list[str]:
         return list(self._languages)

@@ -35,6 +35,7 @@ class Kubectl:
 
     def __init__(self, binary: str, kubeconfig: str | None) -> None:
         self.binary = binary
+        self.marker: dict[str, str] = {}  # the data of the harness's marker ConfigMap, when there is one
         self.env = dict(os.environ)
         if kubeconfig:
             self.env["KUBECONFIG"] = kubeconfig

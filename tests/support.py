@@ -1,4 +1,4 @@
-"""Running a real `monaco serve` process, for the tests and the benchmarks."""
+"""Starting real processes (`monaco serve`, any Python), for the tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ from pathlib import Path
 import httpx
 
 
+def python(*args: str) -> list[str]:
+    """The command line of a Python process the tests start, run by the interpreter running them.
+
+    In safe-path mode (-P): started in the checkout's root, Python would put that first on sys.path,
+    where operator/ (monaco.operator) hides the standard library's `operator`. The Makefile sets the
+    same mode (PYTHONSAFEPATH) for every Python that make starts.
+    """
+    return [sys.executable, "-P", *args]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -25,7 +35,7 @@ def server(data_dir: Path, port: int, **env: str) -> Iterator[subprocess.Popen[b
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MONACO_", "PORT", "MAX_WORKERS"))}
     environ.update({"MONACO_DATA_DIR": str(data_dir), "PORT": str(port), **env})
     proc = subprocess.Popen(
-        [sys.executable, "-P", "-m", "monaco.core.cli", "serve"],
+        python("-m", "monaco.core.cli", "serve"),
         env=environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

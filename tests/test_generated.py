@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from monaco.core import chart, crd, generate
 from monaco.core.languages import NAME_PATTERN, CompileLimits, Language, RunLimits
+from tests.support import python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def test_check_names_a_stale_file_and_a_run_repairs_it(tmp_path: Path) -> None:
     registry.write_text(registry.read_text().replace("exec python3 main.py", "exec python3 -u main.py"))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-P", "-m", "monaco.core.generate", *args, str(tmp_path)],
+        return subprocess.run(python("-m", "monaco.core.generate", *args, str(tmp_path)),
                               capture_output=True, text=True, timeout=60)
 
     check = run("--check")

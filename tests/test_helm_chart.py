@@ -372,12 +372,12 @@ def test_languages_configmap(helm: list[str], value_set: str) -> None:
                       if "=" in line and not line.startswith("#"))
         assert registry.names == ["c", "cpp", "java", "javascript", "python"]
         assert all(lang.image_pull_policy == "Never" for lang in registry)
-        assert registry.get("python").image == images["PYTHON_IMAGE"]
-        assert registry.get("java").image == images["JAVA_IMAGE"]
-        assert registry.get("c").image == registry.get("cpp").image == images["GCC_IMAGE"]
-        assert registry.get("javascript").image == images["NODE_IMAGE"]
+        assert registry["python"].image == images["PYTHON_IMAGE"]
+        assert registry["java"].image == images["JAVA_IMAGE"]
+        assert registry["c"].image == registry["cpp"].image == images["GCC_IMAGE"]
+        assert registry["javascript"].image == images["NODE_IMAGE"]
     if value_set == "all-on":
-        assert "c" not in registry and registry.get("javascript").run == "exec node main.js"
+        assert "c" not in registry and registry["javascript"].run == "exec node main.js"
 
 
 def test_local_overlay_uses_the_local_monaco_image(helm: list[str]) -> None:
@@ -534,7 +534,7 @@ def test_adding_a_language_is_a_values_change(helm: list[str]) -> None:
                   "--set-string", "languages.ruby.version=3", "--set", "languages.ruby.image=ruby:3-slim",
                   "--set", "languages.ruby.sourceFile=main.rb", "--set", "languages.ruby.run=exec ruby main.rb")
     data = one(docs, "ConfigMap", "monaco-languages")["data"]["languages.yaml"]
-    assert Registry.from_mapping(yaml.safe_load(data)).get("ruby").image == "ruby:3-slim"
+    assert Registry.from_mapping(yaml.safe_load(data))["ruby"].image == "ruby:3-slim"
 
 
 def test_notes_tell_how_to_submit(helm: list[str], tmp_path: Path) -> None:

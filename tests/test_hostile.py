@@ -29,11 +29,7 @@ from monaco.api.app import create_app
 from monaco.core import envelope
 from monaco.core.envelope import EnvelopeError
 from monaco.core.settings import Settings
-
-try:  # tests/ may or may not be a package
-    from tests.conftest import run_program, serve, submit, summary, wait_for_result, wait_until
-except ImportError:
-    from conftest import run_program, serve, submit, summary, wait_for_result, wait_until  # type: ignore[no-redef]
+from tests.conftest import run_program, serve, submit, summary, wait_for_result, wait_until
 
 SECRET_NAME = "MONACO_TEST_SECRET"
 SECRET = "s3cr3t-" + uuid.uuid4().hex

@@ -53,7 +53,8 @@ def anyio_backend() -> str:
 
 def schema_errors(value: Any, schema: dict[str, Any], path: str) -> list[dict[str, str]]:
     """The causes the API server would give for `value`, for the parts of OpenAPI the CRD uses."""
-    kinds = {"object": dict, "string": str, "integer": int, "number": (int, float), "boolean": bool}
+    kinds: dict[str, type | tuple[type, ...]] = {"object": dict, "string": str, "integer": int, "number": (int, float),
+                                                 "boolean": bool}
     kind = schema.get("type")
     if kind and (not isinstance(value, kinds[kind]) or (kind != "boolean" and isinstance(value, bool))):
         return [{"field": path, "message": f"Invalid value: must be of type {kind}"}]
@@ -153,7 +154,7 @@ class FakeApiServer:
                 self._event("DELETED", obj)
             return obj is not None
 
-    def compact(self, change: Callable[[], None]) -> None:
+    def compact(self, change: Callable[[], object]) -> None:
         """Apply `change` without telling any watch, forget all history and end the open watches."""
         with self.cond:
             change()
@@ -352,7 +353,7 @@ async def backend_at(url: str, **overrides: Any) -> AsyncIterator[KubernetesBack
         began = time.monotonic()
         await backend.stop()
         assert time.monotonic() - began < 2, "stop() should end the watch promptly"
-        api_client.close()
+        api_client.close()  # type: ignore[no-untyped-call]
 
 
 @contextlib.asynccontextmanager
@@ -716,7 +717,7 @@ async def test_the_http_contract_on_this_back_end(fake: FakeApiServer) -> None:
             assert (await http.get("/result", params={"id": sid})).json()["message"] == "cancelled by request"
             assert (await http.get("/readyz")).status_code == 200
     finally:
-        api_client.close()
+        api_client.close()  # type: ignore[no-untyped-call]
 
 
 async def _running(http: httpx.AsyncClient, sid: str) -> bool:

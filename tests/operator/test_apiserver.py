@@ -27,7 +27,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from kubernetes import client
+
+from tests.support import python
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "monaco-sandbox"
@@ -194,7 +195,7 @@ class Operator:
                    "MAX_WORKERS": str(MAX_WORKERS), "MONACO_START_DEADLINE_SECONDS": "10",
                    "MONACO_HEALTH_PORT": str(self.health), **env}
         with (self.plane.work / "operator.log").open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-P", "-m", "monaco.core.cli", "operator"], env=environ,
+            self.proc = subprocess.Popen(python("-m", "monaco.core.cli", "operator"), env=environ,
                                          stdout=log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:

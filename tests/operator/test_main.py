@@ -26,7 +26,7 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 
 
 def context(settings: Settings, cluster: FakeCluster, clock: Clock) -> main.Context:
-    ctx = main.Context.create(settings, cluster)  # type: ignore[arg-type]
+    ctx = main.Context.create(settings, cluster)
     ctx.admission.clock = ctx.collector.clock = clock
     return ctx
 
