@@ -16,7 +16,7 @@ import random
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,19 +151,3 @@ async def run_program(
     result: dict[str, Any] = response.json()
     assert result["status"] in ("completed", "failed"), result
     return result
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], timeout: float, what: str, interval: float = 0.02
-) -> None:
-    """Wait for `condition` to hold, or fail the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(interval)

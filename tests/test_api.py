@@ -24,11 +24,6 @@ pytestmark = pytest.mark.anyio
 HELLO = 'print("hello")'
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 
 @contextlib.asynccontextmanager
 async def serve(settings: Settings, backend: Any = None) -> AsyncIterator[httpx.AsyncClient]:

@@ -29,7 +29,8 @@ from monaco.api.app import create_app
 from monaco.core import envelope
 from monaco.core.envelope import EnvelopeError
 from monaco.core.settings import Settings
-from tests.conftest import run_program, serve, submit, summary, wait_for_result, wait_until
+from tests.conftest import run_program, serve, submit, summary, wait_for_result
+from tests.support import wait_until
 
 SECRET_NAME = "MONACO_TEST_SECRET"
 SECRET = "s3cr3t-" + uuid.uuid4().hex
