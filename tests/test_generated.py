@@ -105,7 +105,7 @@ ENTRY = {"displayName": "Python", "version": "3", "image": "python:3", "sourceFi
 def test_the_chart_schema_accepts_what_the_registry_accepts(change: dict[str, Any]) -> None:
     jsonschema_rs = pytest.importorskip("jsonschema_rs")
     schema = json.loads((ROOT / generate.VALUES_SCHEMA).read_text())
-    language = {"$schema": schema["$schema"], "definitions": schema["definitions"], "$ref": "#/definitions/Language"}
+    language = {"$schema": schema["$schema"], "definitions": schema["definitions"], "$ref": chart.LANGUAGE_REF}
     validator = jsonschema_rs.validator_for(language)
     entry = {**ENTRY, **change}
     try:
