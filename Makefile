@@ -18,6 +18,7 @@ help:
 	@echo "make e2e    - bring up a local Kubernetes cluster (or use KUBECONFIG), install, run e2e/"
 	@echo "make bench  - print the benchmark tables (bench/)"
 	@echo "make generate - rewrite the files generated from core/ (CRD, manifests/languages.yaml, chart parts)"
+	@echo "make helm   - build the pinned helm into the e2e cache (make test does, for the chart's tests)"
 	@echo "also: cluster-up cluster-down e2e-cluster-test"
 
 $(VENV)/.installed: pyproject.toml
