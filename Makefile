@@ -5,19 +5,26 @@ SYS_PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The checkout's operator/ folder (the package monaco.operator) would hide the standard library's
+# `operator` from a Python started here with -m or -c, which puts the current directory first on
+# sys.path. Safe-path mode (Python 3.11+) leaves it off, for every Python that make starts and what
+# those start in turn: pytest and the processes the tests spawn, the scripts under e2e/ and bench/.
+export PYTHONSAFEPATH := 1
 
-.PHONY: help setup run test lint unit bench
+.PHONY: help setup run test lint unit bench generate
 help:
 	@echo "make run    - start Monaco on the embedded local back end (http://127.0.0.1:8080)"
 	@echo "make test   - lint, type-check and run the unit and integration tests (tests/)"
 	@echo "make e2e    - bring up a local Kubernetes cluster (or use KUBECONFIG), install, run e2e/"
 	@echo "make bench  - print the benchmark tables (bench/)"
+	@echo "make generate - rewrite the files generated from core/ (CRD, manifests/languages.yaml, chart parts)"
+	@echo "make helm   - build the pinned helm into the e2e cache (make test does, for the chart's tests)"
 	@echo "also: cluster-up cluster-down e2e-cluster-test"
 
 $(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(SYS_PYTHON) -P -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && $(SYS_PYTHON) -P -m venv $(VENV); }
-	$(PY) -P -m pip install -q --upgrade pip
-	$(PY) -P -m pip install -q -e '.[dev]'
+	@test -x $(PY) || $(SYS_PYTHON) -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && $(SYS_PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
 setup: $(VENV)/.installed
@@ -26,21 +33,29 @@ run: setup
 	$(VENV)/bin/monaco serve
 
 # mypy reads the package through a tree of directory links shaped like the installed package
-# (core/ -> monaco/core ...): the editable install's import hook is invisible to it.
+# (core/ -> monaco/core ...): the editable install's import hook is invisible to it, and from the
+# checkout's root operator/ would hide the standard library's `operator` from it too. The tests,
+# benchmarks and e2e code are linked beside it and checked with it (e2e/cluster/ is excluded).
 TYPECHECK := build/typecheck
 lint: setup
 	$(VENV)/bin/ruff check .
 	@mkdir -p $(TYPECHECK)/monaco
 	@for d in core api operator; do ln -sfn ../../../$$d $(TYPECHECK)/monaco/$$d; done
-	cd $(TYPECHECK) && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p monaco
+	@for d in tests bench e2e; do ln -sfn ../../$$d $(TYPECHECK)/$$d; done
+	cd $(TYPECHECK) && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml monaco tests bench e2e
 
-unit: setup
-	$(VENV)/bin/pytest tests
+# HELM is set, so the chart's tests fail (rather than skip) when it is not there
+unit: setup helm
+	HELM="$(HELM)" $(VENV)/bin/pytest tests
 
 test: lint unit
 
 bench: setup
 	$(PY) bench/run.py
+
+# the files generated from core/ (list: core/generate.py); tests/test_generated.py fails when one is stale
+generate: setup
+	$(PY) -m monaco.core.generate
 
 # e2e: the local cluster (unless KUBECONFIG names one), Monaco installed by its chart, pytest e2e/
 .PHONY: e2e bench-k8s
@@ -63,26 +78,27 @@ cluster-up:
 cluster-down:
 	bash e2e/cluster/down.sh
 e2e-venv:
-	@test -x $(E2E_PYTHON) || { /usr/bin/python3 -P -m venv .venv && .venv/bin/pip install -q pytest; }
-	@$(E2E_PYTHON) -c 'import pytest' 2>/dev/null || $(E2E_PYTHON) -P -m pip install -q pytest
+	@test -x $(E2E_PYTHON) || { /usr/bin/python3 -m venv .venv && .venv/bin/pip install -q pytest; }
+	@$(E2E_PYTHON) -c 'import pytest' 2>/dev/null || $(E2E_PYTHON) -m pip install -q pytest
 e2e-cluster-test: e2e-venv
-	bash e2e/cluster/run-in-cluster.sh $(E2E_PYTHON) -P -m pytest -v e2e/test_cluster.py
+	bash e2e/cluster/run-in-cluster.sh $(E2E_PYTHON) -m pytest -v e2e/test_cluster.py
 # ---- end of local e2e cluster block ------------------------------------------------------
 
 # ---- Helm chart (helm/monaco/, owner: chart) ---------------------------------------------
+# helm: the e2e harness's helm (the version pinned in e2e/cluster/versions.env), built once into its
+#   cache by `e2e/cluster/build.sh helm`; HELM=/path/to/helm uses another one
 # helm-lint: helm lint --strict and helm template for the default, all-on and local value sets
-# helm-readme: regenerate helm/monaco/README.md from values.yaml
-# helm-test: the chart's tests (skip without a helm binary: $HELM, PATH or the e2e cache)
-HELM ?= $(shell command -v helm 2>/dev/null || ls -1d $${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}/helm-*/bin/helm 2>/dev/null | sort -r | head -n 1)
-.PHONY: helm-lint helm-readme helm-test
-helm-lint:
-	@test -n "$(HELM)" || { echo "no helm binary: set HELM= or run e2e/cluster/build.sh helm" >&2; exit 1; }
+# helm-test: the chart's tests
+HELM ?= $(or $(MONACO_E2E_CACHE),/var/cache/monaco-e2e)/helm-$(shell sed -n 's/^HELM_VERSION=//p' e2e/cluster/versions.env)/bin/helm
+.PHONY: helm helm-lint helm-test
+helm:
+	@test -x "$(HELM)" || bash e2e/cluster/build.sh helm
+	@test -x "$(HELM)" || { echo "no helm at $(HELM): set HELM=/path/to/helm" >&2; exit 1; }
+helm-lint: helm
 	@for f in "" helm/values-all-on.yaml helm/values-local.yaml; do \
 	  $(HELM) lint --strict helm/monaco $${f:+-f $$f} && \
 	  $(HELM) template monaco helm/monaco -n monaco $${f:+-f $$f} >/dev/null && echo "helm template ok: $${f:-defaults}" || exit 1; \
 	done
-helm-readme: setup
-	$(PY) helm/monaco/gen-readme.py
-helm-test: setup
-	HELM="$(HELM)" $(PY) -P -m pytest -q tests/test_helm_chart.py
+helm-test: setup helm
+	HELM="$(HELM)" $(PY) -m pytest -q tests/test_helm_chart.py
 # ---- end of Helm chart block -------------------------------------------------------------

@@ -21,10 +21,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -210,8 +211,10 @@ def machine() -> str:
 def main() -> None:
     wanted = sys.argv[1:] or ["load", "latency", "throughput"]
     print(f"machine: {machine()}")
+    benchmarks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+        "load": load, "latency": latency, "throughput": throughput}
     for name in wanted:
-        asyncio.run({"load": load, "latency": latency, "throughput": throughput}[name]())
+        asyncio.run(benchmarks[name]())
 
 
 if __name__ == "__main__":

@@ -11,19 +11,26 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+# A language's name: the key of its registry entry and what a submission's `language` says. The CRD,
+# the Helm chart's values.schema.json and the model below all take it from here.
+NAME_MAX_LENGTH = 32
+NAME_PATTERN = rf"^[a-z][a-z0-9_+-]{{0,{NAME_MAX_LENGTH - 1}}}$"
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+# The descriptions below are the comments of the chart's values.yaml and the descriptions of its
+# values.schema.json (both generated: `make generate`).
 class RunLimits(_Model):
-    timeout_seconds: float = Field(10, gt=0, le=300)
-    memory_mb: int = Field(100, ge=16, le=65536)
-    max_timeout_seconds: float | None = Field(None, gt=0, le=300)
-    max_memory_mb: int | None = Field(None, ge=16, le=65536)
-    address_space_mb: int | None = Field(None, ge=16, description="RLIMIT_AS; defaults to memory_mb")
-    processes: int = Field(64, ge=1, le=4096)
-    open_files: int = Field(256, ge=16, le=65536)
+    timeout_seconds: float = Field(10, gt=0, le=300, description="default wall-clock limit of a run, in seconds")
+    memory_mb: int = Field(100, ge=16, le=65536, description="default memory limit of a run, in MiB")
+    max_timeout_seconds: float | None = Field(None, gt=0, le=300, description="the most seconds a request may ask for")
+    max_memory_mb: int | None = Field(None, ge=16, le=65536, description="the most MiB a request may ask for")
+    address_space_mb: int | None = Field(None, ge=16, description="RLIMIT_AS of a run, in MiB; defaults to memoryMb")
+    processes: int = Field(64, ge=1, le=4096, description="RLIMIT_NPROC of a run (threads count)")
+    open_files: int = Field(256, ge=16, le=65536, description="RLIMIT_NOFILE of a run")
 
     @model_validator(mode="after")
     def _maxima_cover_defaults(self) -> RunLimits:
@@ -43,26 +50,27 @@ class RunLimits(_Model):
 
 
 class CompileLimits(_Model):
-    timeout_seconds: float = Field(30, gt=0, le=600)
-    memory_mb: int = Field(512, ge=16, le=65536)
-    address_space_mb: int | None = Field(None, ge=16)
-    processes: int = Field(64, ge=1, le=4096)
-    open_files: int = Field(256, ge=16, le=65536)
-    output_file_mb: int = Field(64, ge=1, le=4096, description="RLIMIT_FSIZE of the compiler")
+    timeout_seconds: float = Field(30, gt=0, le=600, description="wall-clock limit of the compile step, in seconds")
+    memory_mb: int = Field(512, ge=16, le=65536, description="memory limit of the compile step, in MiB")
+    address_space_mb: int | None = Field(None, ge=16, description="RLIMIT_AS of the compiler, in MiB")
+    processes: int = Field(64, ge=1, le=4096, description="RLIMIT_NPROC of the compiler")
+    open_files: int = Field(256, ge=16, le=65536, description="RLIMIT_NOFILE of the compiler")
+    output_file_mb: int = Field(64, ge=1, le=4096, description="RLIMIT_FSIZE of the compiler, in MiB")
 
 
 class Language(_Model):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_+-]{0,31}$")
-    display_name: str
-    version: str
-    image: str = Field(description="container image of the Kubernetes back end")
-    image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
-    source_file: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    compile: str | None = None
-    run: str
-    env: dict[str, str] = Field(default_factory=dict)
-    limits: RunLimits = RunLimits()
-    compile_limits: CompileLimits = CompileLimits()
+    name: str = Field(pattern=NAME_PATTERN, description="the key of the entry")
+    display_name: str = Field(min_length=1, description="name shown to users")
+    version: str = Field(min_length=1, description="language version shown to users")
+    image: str = Field(min_length=1, description="the image sandboxes of this language run")
+    image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$",
+                                   description="pull policy of the image: Always, IfNotPresent or Never")
+    source_file: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the file the source is written to")
+    compile: str | None = Field(None, description="sh command that compiles the program (in $MONACO_BUILD_DIR)")
+    run: str = Field(min_length=1, description="sh command that runs the program (in $MONACO_WORK_DIR)")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment of the compiler and the program")
+    limits: RunLimits = Field(RunLimits(), description="limits of a run: defaults, and the most a request may ask for")
+    compile_limits: CompileLimits = Field(CompileLimits(), description="limits of the compile step")
 
     @property
     def compiles(self) -> bool:
@@ -126,6 +134,9 @@ class Registry:
 
     def get(self, name: str) -> Language | None:
         return self._languages.get(name)
+
+    def __getitem__(self, name: str) -> Language:
+        return self._languages[name]
 
     @cached_property
     def names(self) -> list[str]:

@@ -15,7 +15,7 @@ else
 fi
 "${in_cluster[@]}" helm upgrade --install monaco-bench helm/monaco -n monaco-bench --create-namespace \
   -f "$VALUES" --set maxWorkers=3 --wait --timeout 300s || exit 1
-MONACO_BENCH_RELEASE=monaco-bench "${in_cluster[@]}" "$PY" -P bench/k8s.py "$@"
+MONACO_BENCH_RELEASE=monaco-bench "${in_cluster[@]}" "$PY" bench/k8s.py "$@"
 rc=$?
 "${in_cluster[@]}" helm uninstall monaco-bench -n monaco-bench --wait --timeout 300s
 exit $rc

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,11 @@ from typing import Any
 import pytest
 
 E2E_DIR = Path(__file__).resolve().parent
+# The suite shares the tests' helpers (tests/support.py) and contract cases; pytest puts only e2e/ on
+# sys.path, and Python runs in safe-path mode here (see the Makefile), so the checkout goes there too.
+sys.path.insert(0, str(E2E_DIR.parent))
+from tests.support import wait_until_blocking  # noqa: E402
+
 IMAGES_ENV = E2E_DIR / "images" / "images.env"
 MARKER = ("kube-system", "monaco-e2e-marker")
 
@@ -35,6 +41,7 @@ class Kubectl:
 
     def __init__(self, binary: str, kubeconfig: str | None) -> None:
         self.binary = binary
+        self.marker: dict[str, str] = {}  # the data of the harness's marker ConfigMap, when there is one
         self.env = dict(os.environ)
         if kubeconfig:
             self.env["KUBECONFIG"] = kubeconfig
@@ -102,24 +109,12 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Any:
     kubectl("create", "namespace", name)
     kubectl("label", "namespace", name, "monaco.dev/e2e=true")
     # the default ServiceAccount is created asynchronously; pods are refused until it exists
-    wait_until(lambda: kubectl.run("-n", name, "get", "serviceaccount", "default",
+    wait_until_blocking(lambda: kubectl.run("-n", name, "get", "serviceaccount", "default",
                                    check=False).returncode == 0, 60, "default ServiceAccount")
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _read_env_file(path: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ else
   in_cluster=()
 fi
 echo "e2e: cluster ready after $(( $(date +%s) - started )) s"
-"${in_cluster[@]}" "$PY" -P -m pytest e2e -v -p no:cacheprovider -o testpaths=e2e "$@"
+"${in_cluster[@]}" "$PY" -m pytest e2e -v -p no:cacheprovider -o testpaths=e2e "$@"
 rc=$?
 if ((rc != 0)); then
   echo "e2e: failed ($rc); what the cluster says:" >&2

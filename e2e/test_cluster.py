@@ -15,7 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import Kubectl, wait_until
+from conftest import Kubectl
+
+from tests.support import wait_until_blocking
 
 # Pods the tests start: restricted-PSS compliant unless a test says otherwise.
 RESTRICTED_CONTAINER_SECURITY = {
@@ -63,7 +65,7 @@ def wait_phase(kubectl: Kubectl, ns: str, name: str, want: str, timeout: float =
         if got in ("Succeeded", "Failed") and got != want:
             raise AssertionError(f"pod {name} ended {got}, wanted {want}:\n" + describe(kubectl, ns))
         return got == want
-    wait_until(check, timeout, f"pod {ns}/{name} to be {want}")
+    wait_until_blocking(check, timeout, f"pod {ns}/{name} to be {want}")
 
 
 def describe(kubectl: Kubectl, ns: str) -> str:
@@ -158,7 +160,7 @@ def test_job_past_its_active_deadline_fails_with_deadline_exceeded(
         conds = kubectl.json("-n", namespace, "get", "job", "sleeper")["status"].get("conditions", [])
         return next((c for c in conds if c["type"] == "Failed" and c["status"] == "True"), None)
 
-    cond = wait_until(failed, 120, "the Job to fail")
+    cond = wait_until_blocking(failed, 120, "the Job to fail")
     assert cond["reason"] == "DeadlineExceeded", cond
     assert time.monotonic() - started >= 3
     # not before the deadline: both times are whole seconds, truncated
@@ -167,7 +169,7 @@ def test_job_past_its_active_deadline_fails_with_deadline_exceeded(
           for t in (status["startTime"], cond["lastTransitionTime"])]
     assert (ts[1] - ts[0]).total_seconds() >= 5, (status, cond)
     # the Job controller kills the pod it had running
-    wait_until(lambda: not kubectl("-n", namespace, "get", "pods", "-l", "app=sleeper",
+    wait_until_blocking(lambda: not kubectl("-n", namespace, "get", "pods", "-l", "app=sleeper",
                                    "--field-selector=status.phase=Running", "-o", "name"),
                60, "the Job's pod to stop running")
 
@@ -214,7 +216,7 @@ def test_deny_all_network_policy_cuts_a_connection_that_worked(
         return [line.split() for line in out.splitlines() if line.strip()]
 
     # first half: without a policy the prober reaches the Service
-    wait_until(lambda: any(line[1] == "ok" for line in lines()), 120,
+    wait_until_blocking(lambda: any(line[1] == "ok" for line in lines()), 120,
                "the prober to reach the Service before the policy")
     kubectl.apply({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                    "metadata": {"name": "deny-all"},
@@ -225,9 +227,9 @@ def test_deny_all_network_policy_cuts_a_connection_that_worked(
     def cut_off() -> bool:
         after = [line[1] for line in lines()[applied_at:]]
         return len(after) >= 3 and after[-3:] == ["fail"] * 3
-    wait_until(cut_off, 90, "the deny-all NetworkPolicy to cut the prober off")
+    wait_until_blocking(cut_off, 90, "the deny-all NetworkPolicy to cut the prober off")
     blocked_from = len(lines())
-    wait_until(lambda: len(lines()) >= blocked_from + 4, 30, "more probes")
+    wait_until_blocking(lambda: len(lines()) >= blocked_from + 4, 30, "more probes")
     later = [line[1] for line in lines()[blocked_from:]]
     assert "ok" not in later, later
 
@@ -259,7 +261,7 @@ def test_a_new_pod_is_denied_from_its_first_packet(kubectl: Kubectl, namespace: 
     def guard_cut_off() -> bool:
         out = kubectl.run("-n", namespace, "logs", "guard", check=False).stdout.split()
         return out[-3:] == ["fail"] * 3
-    wait_until(guard_cut_off, 90, "the policy to be enforced on an existing pod")
+    wait_until_blocking(guard_cut_off, 90, "the policy to be enforced on an existing pod")
     once = py(
         "import socket, time\n"
         f"for host, port in [('{ip}', 80), ('KUBERNETES_SERVICE_PLACEHOLDER', 443)]:\n"

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,13 +23,11 @@ import httpx
 import pytest
 import yaml
 
+from tests.contract_cases import BAD_REQUESTS  # shared with the local back end's tests
+from tests.hostile_cases import FORGERIES, Case, check  # the local back end runs the same table
+from tests.support import wait_until_blocking
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from conftest import wait_until  # noqa: E402
-
-from tests.contract_cases import BAD_REQUESTS  # noqa: E402  (shared with the local back end's tests)
-from tests.hostile_cases import FORGERIES, Case, check  # noqa: E402  (the local back end runs the same table)
-
 CHART = REPO / "helm" / "monaco"
 RELEASE = "monaco-e2e"
 NAMESPACE = "monaco-e2e"
@@ -87,7 +84,7 @@ def api(release: None, kubectl: Any) -> Iterator[httpx.Client]:
     svc = kubectl.json("get", "service", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=api")["items"][0]
     base = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
     with httpx.Client(base_url=base, timeout=60) as client:
-        wait_until(lambda: _ready(client), 120, "the API to be ready", POLL)
+        wait_until_blocking(lambda: _ready(client), 120, "the API to be ready", POLL)
         yield client
 
 
@@ -111,7 +108,7 @@ def finished(api: httpx.Client, sid: str, timeout: float = 240) -> dict[str, Any
         body = api.get("/result", params={"id": sid}).json()
         return body if body["status"] in ("completed", "failed") else None
 
-    result: dict[str, Any] = wait_until(done, timeout, f"submission {sid} to finish", 0.3)
+    result: dict[str, Any] = wait_until_blocking(done, timeout, f"submission {sid} to finish", 0.3)
     return result
 
 
@@ -310,8 +307,8 @@ def test_burst_of_50_never_exceeds_max_workers_and_survives_operator_kills(api: 
     watcher.start()
     try:
         for _ in range(2):  # kill the operator twice while the burst runs
-            wait_until(lambda: _operator_running(kubectl), 180, "an operator pod to run", POLL)
-            wait_until(lambda: _sandbox_pods(kubectl) > 0, 120, "sandbox pods to run", POLL)
+            wait_until_blocking(lambda: _operator_running(kubectl), 180, "an operator pod to run", POLL)
+            wait_until_blocking(lambda: _sandbox_pods(kubectl) > 0, 120, "sandbox pods to run", POLL)
             kubectl(
                 "delete",
                 "pod",
@@ -332,7 +329,7 @@ def test_burst_of_50_never_exceeds_max_workers_and_survives_operator_kills(api: 
     assert all(r["verdict"] == "ok" for r in results)
     assert peak <= MAX_WORKERS, f"saw {peak} sandbox pods at once"
     # exactly once: every resource finished once, and no Job or pod of theirs is left running
-    wait_until(lambda: _sandbox_pods(kubectl) == 0, 120, "no sandbox pod left", POLL)
+    wait_until_blocking(lambda: _sandbox_pods(kubectl) == 0, 120, "no sandbox pod left", POLL)
     jobs = kubectl.json("get", "jobs", "-n", SANDBOX_NS)["items"]
     assert not [j for j in jobs if not j.get("status", {}).get("completionTime") and not j["status"].get("failed")]
 
@@ -379,7 +376,7 @@ def test_upgrade_takes_effect_without_losing_queued_work(api: httpx.Client, kube
         "--timeout",
         "300s",
     )
-    wait_until(
+    wait_until_blocking(
         lambda: _ready(api) and api.get("/queue-stats").json()["queue_stats"]["max_workers"] == 1,
         120,
         "the API to report maxWorkers=1",
@@ -411,7 +408,7 @@ def test_uninstall_leaves_only_the_crd(kubectl: Any, release: None) -> None:
         f"app.kubernetes.io/instance={RELEASE}",
     )["items"]
     assert left == [], [f"{o['kind']}/{o['metadata']['name']}" for o in left]
-    wait_until(
+    wait_until_blocking(
         lambda: kubectl.run("get", "namespace", SANDBOX_NS, check=False).returncode != 0,
         300,
         "the sandbox namespace to be deleted",

@@ -16,6 +16,7 @@ from typing import Any
 
 import kopf
 
+from monaco.core import logs
 from monaco.core import resource as r
 from monaco.core.models import Status, utcnow
 from monaco.core.settings import Settings
@@ -174,7 +175,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 def run(settings: Settings) -> int:
     """`monaco operator`: watch settings.namespace only, serve liveness on settings.health_port."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_level, settings.log_json)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per handled event
     ctx = Context.create(settings, Cluster(settings.namespace))

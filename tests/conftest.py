@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 from starlette.applications import Starlette
 
 from monaco.api.app import create_app
+from monaco.core import logs
 from monaco.core.settings import Settings
 
 # Sandboxes refuse dirs under /tmp, /var/tmp, /dev/shm (each sandbox covers them with a tmpfs), so the
@@ -36,6 +38,19 @@ WAIT_SECONDS = 60
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """`monaco serve` and `monaco operator` set up the root logger (core/logs.py) when they start; a
+    test that starts one in-process must not leave that set-up to the tests after it."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in root.handlers[:]:
+        if isinstance(handler.formatter, logs.JsonFormatter | logs.PlainFormatter):
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
@@ -151,19 +166,3 @@ async def run_program(
     result: dict[str, Any] = response.json()
     assert result["status"] in ("completed", "failed"), result
     return result
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], timeout: float, what: str, interval: float = 0.02
-) -> None:
-    """Wait for `condition` to hold, or fail the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(interval)

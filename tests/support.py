@@ -1,17 +1,53 @@
-"""Running a real `monaco serve` process, for the tests and the benchmarks."""
+"""Helpers of the tests, the e2e suite and the benchmarks: waiting, free ports, real processes.
+
+No third-party import at the top: the e2e suite imports this from a virtual environment that may hold
+pytest only.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
+import pytest
+
+
+def _polls(timeout: float, what: str, interval: float) -> Iterator[float]:
+    """The pauses between the polls of a wait: yields until `timeout` has passed, then fails the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() <= deadline:
+        yield interval
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+async def wait_until(condition: Callable[..., object], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll `condition` (a function or a coroutine function) until it returns something truthy, and
+    return that; fail the test with `what` after `timeout` seconds. Never a fixed sleep."""
+    for pause in _polls(timeout, what, interval):
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(pause)
+
+
+def wait_until_blocking(condition: Callable[..., object], timeout: float, what: str, interval: float = 0.5) -> Any:
+    """wait_until for synchronous code (real servers, a real cluster): it blocks the thread between
+    polls, which by default are further apart (each is an HTTP round trip or a kubectl process)."""
+    for pause in _polls(timeout, what, interval):
+        if value := condition():
+            return value
+        time.sleep(pause)
 
 
 def free_port() -> int:
@@ -20,27 +56,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def python(*args: str) -> list[str]:
+    """The command line of a Python process the tests start, run by the interpreter running them.
+
+    In safe-path mode (-P): started in the checkout's root, Python would put that first on sys.path,
+    where operator/ (monaco.operator) hides the standard library's `operator`. The Makefile sets the
+    same mode (PYTHONSAFEPATH) for every Python that make starts.
+    """
+    return [sys.executable, "-P", *args]
+
+
 @contextlib.contextmanager
 def server(data_dir: Path, port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `monaco serve` on 127.0.0.1:`port`, ready (GET /readyz) when this yields; killed after."""
+    import httpx
+
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MONACO_", "PORT", "MAX_WORKERS"))}
     environ.update({"MONACO_DATA_DIR": str(data_dir), "PORT": str(port), **env})
     proc = subprocess.Popen(
-        [sys.executable, "-P", "-m", "monaco.core.cli", "serve"],
+        python("-m", "monaco.core.cli", "serve"),
         env=environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-            time.sleep(0.05)
+        wait_until_blocking(ready, 30, f"the server on port {port} to be ready", interval=0.05)
         yield proc
     finally:
         if proc.poll() is None:

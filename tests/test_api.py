@@ -24,11 +24,6 @@ pytestmark = pytest.mark.anyio
 HELLO = 'print("hello")'
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 
 @contextlib.asynccontextmanager
 async def serve(settings: Settings, backend: Any = None) -> AsyncIterator[httpx.AsyncClient]:
@@ -51,7 +46,8 @@ async def finished(client: httpx.AsyncClient, sid: str, timeout: float = 30) -> 
         while True:
             body = (await client.get("/status", params={"id": sid})).json()
             if body["status"] in ("completed", "failed"):
-                return (await client.get("/result", params={"id": sid})).json()
+                result: dict[str, Any] = (await client.get("/result", params={"id": sid})).json()
+                return result
             await asyncio.sleep(0.02)
 
 

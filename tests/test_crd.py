@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("rel", crd.OUTPUTS, ids=[str(p) for p in crd.OUTPUTS])
 def test_copies_match_the_generator(rel: Path) -> None:
     path = ROOT / rel
-    assert path.exists(), f"{rel} is missing: run `python -m monaco.core.crd`"
-    assert path.read_text() == crd.render_yaml(), f"{rel} drifted from core/crd.py: run `python -m monaco.core.crd`"
+    assert path.exists(), f"{rel} is missing: run `make generate`"
+    assert path.read_text() == crd.render_yaml(), f"{rel} drifted from core/crd.py: run `make generate`"
 
 
 def test_write_creates_both_copies(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 The value sets: the chart's defaults, helm/values-all-on.yaml (every optional part on) and
 helm/values-local.yaml (the local e2e cluster). Tests that need a `helm` binary ($HELM, PATH, or the
-e2e harness's build under ${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}) skip without one; the checks of
+e2e harness's build under ${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}) skip without one, unless $HELM is
+set: then they fail (`make test` sets it, after building helm as the e2e harness does). The checks of
 values.yaml, the schema and the generated README run everywhere.
 """
 
@@ -59,6 +60,8 @@ _HELM_ENV: dict[str, str] = {}
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     binary = find_helm()
+    if binary is None and os.environ.get("HELM"):
+        pytest.fail(f"HELM={os.environ['HELM']} is not an executable: `make helm` builds the pinned one")
     if binary is None:
         pytest.skip("no helm binary: set $HELM, put helm on PATH, or build one with e2e/cluster/build.sh helm")
     home = tmp_path_factory.mktemp("helm-home")
@@ -369,12 +372,12 @@ def test_languages_configmap(helm: list[str], value_set: str) -> None:
                       if "=" in line and not line.startswith("#"))
         assert registry.names == ["c", "cpp", "java", "javascript", "python"]
         assert all(lang.image_pull_policy == "Never" for lang in registry)
-        assert registry.get("python").image == images["PYTHON_IMAGE"]
-        assert registry.get("java").image == images["JAVA_IMAGE"]
-        assert registry.get("c").image == registry.get("cpp").image == images["GCC_IMAGE"]
-        assert registry.get("javascript").image == images["NODE_IMAGE"]
+        assert registry["python"].image == images["PYTHON_IMAGE"]
+        assert registry["java"].image == images["JAVA_IMAGE"]
+        assert registry["c"].image == registry["cpp"].image == images["GCC_IMAGE"]
+        assert registry["javascript"].image == images["NODE_IMAGE"]
     if value_set == "all-on":
-        assert "c" not in registry and registry.get("javascript").run == "exec node main.js"
+        assert "c" not in registry and registry["javascript"].run == "exec node main.js"
 
 
 def test_local_overlay_uses_the_local_monaco_image(helm: list[str]) -> None:
@@ -531,7 +534,7 @@ def test_adding_a_language_is_a_values_change(helm: list[str]) -> None:
                   "--set-string", "languages.ruby.version=3", "--set", "languages.ruby.image=ruby:3-slim",
                   "--set", "languages.ruby.sourceFile=main.rb", "--set", "languages.ruby.run=exec ruby main.rb")
     data = one(docs, "ConfigMap", "monaco-languages")["data"]["languages.yaml"]
-    assert Registry.from_mapping(yaml.safe_load(data)).get("ruby").image == "ruby:3-slim"
+    assert Registry.from_mapping(yaml.safe_load(data))["ruby"].image == "ruby:3-slim"
 
 
 def test_notes_tell_how_to_submit(helm: list[str], tmp_path: Path) -> None:
@@ -557,7 +560,7 @@ def test_crds_are_the_generated_ones(helm: list[str]) -> None:
     crd_dir = CHART / "crds"
     files = sorted(crd_dir.glob("*.yaml")) if crd_dir.is_dir() else []
     if not files:
-        pytest.skip("helm/monaco/crds/ is not generated yet (python -m monaco.core.crd)")
+        pytest.skip("helm/monaco/crds/ is not generated yet (make generate)")
     assert [f.name for f in files] == [f"{resource.CRD_NAME}.yaml"]
     assert files[0].read_text() == (ROOT / "manifests" / "crd" / files[0].name).read_text()
     docs = render(helm, "default", "--include-crds")

@@ -29,13 +29,9 @@ from monaco.api.app import create_app
 from monaco.core import envelope
 from monaco.core.envelope import EnvelopeError
 from monaco.core.settings import Settings
-
-try:  # tests/ may or may not be a package
-    from tests.conftest import run_program, serve, submit, summary, wait_for_result, wait_until
-    from tests.hostile_cases import FORGERIES, Case, check
-except ImportError:
-    from conftest import run_program, serve, submit, summary, wait_for_result, wait_until  # type: ignore[no-redef]
-    from hostile_cases import FORGERIES, Case, check  # type: ignore[no-redef]
+from tests.conftest import run_program, serve, submit, summary, wait_for_result
+from tests.hostile_cases import FORGERIES, Case, check
+from tests.support import wait_until
 
 SECRET_NAME = "MONACO_TEST_SECRET"
 SECRET = "s3cr3t-" + uuid.uuid4().hex

@@ -15,10 +15,9 @@ import functools
 import json
 import math
 import re
-import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,7 +36,7 @@ from monaco.api.metrics import Metrics
 from monaco.core import crd
 from monaco.core.models import Limits, Status, Verdict
 from monaco.core.settings import Settings
-from tests.conftest import wait_until
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -46,14 +45,10 @@ PREFIX = f"/apis/monaco.dev/v1alpha1/namespaces/{NS}/codesubmissions"
 LIMITS = Limits(timeout_seconds=5, memory_mb=128)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def schema_errors(value: Any, schema: dict[str, Any], path: str) -> list[dict[str, str]]:
     """The causes the API server would give for `value`, for the parts of OpenAPI the CRD uses."""
-    kinds = {"object": dict, "string": str, "integer": int, "number": (int, float), "boolean": bool}
+    kinds: dict[str, type | tuple[type, ...]] = {"object": dict, "string": str, "integer": int, "number": (int, float),
+                                                 "boolean": bool}
     kind = schema.get("type")
     if kind and (not isinstance(value, kinds[kind]) or (kind != "boolean" and isinstance(value, bool))):
         return [{"field": path, "message": f"Invalid value: must be of type {kind}"}]
@@ -153,7 +148,7 @@ class FakeApiServer:
                 self._event("DELETED", obj)
             return obj is not None
 
-    def compact(self, change: Callable[[], None]) -> None:
+    def compact(self, change: Callable[[], object]) -> None:
         """Apply `change` without telling any watch, forget all history and end the open watches."""
         with self.cond:
             change()
@@ -318,18 +313,6 @@ def _now_seconds() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def eventually(condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 5.0) -> None:
-    """Wait for `condition` with a deadline; fail the test with `what` if it never holds."""
-    await wait_until(condition, timeout, what, interval=0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeApiServer]:
     server = FakeApiServer()
@@ -352,7 +335,7 @@ async def backend_at(url: str, **overrides: Any) -> AsyncIterator[KubernetesBack
         began = time.monotonic()
         await backend.stop()
         assert time.monotonic() - began < 2, "stop() should end the watch promptly"
-        api_client.close()
+        api_client.close()  # type: ignore[no-untyped-call]
 
 
 @contextlib.asynccontextmanager
@@ -373,7 +356,7 @@ async def caught_up(backend: KubernetesBackend, fake: FakeApiServer) -> None:
     """Events arrive in order, so once a new marker resource is seen, everything before it was too."""
     marker = f"marker-{time.monotonic_ns()}"
     fake.add(marker, {"phase": "completed", "verdict": "ok"}, language="marker")
-    await eventually(lambda: marker in backend.cache.views, f"the watch to deliver {marker}")
+    await wait_until(lambda: marker in backend.cache.views, 5, f"the watch to deliver {marker}")
 
 
 def finished_total(backend: KubernetesBackend, verdict: str) -> float:
@@ -399,12 +382,12 @@ async def test_submit_creates_the_resource_and_its_status_flows_back_through_the
         assert view is not None and view.status is Status.PENDING and view.outcome is None
 
         fake.set_status(sid, phase="queued", queuedAt="2026-01-02T03:04:06.250Z")
-        await eventually(lambda: _status(backend, sid, Status.QUEUED), "queued")
+        await wait_until(lambda: _status(backend, sid, Status.QUEUED), 5, "queued")
         view = await backend.get(sid)
         assert view is not None and view.queued_at == datetime(2026, 1, 2, 3, 4, 6, 250000, tzinfo=UTC)
 
         fake.set_status(sid, phase="running", startedAt="2026-01-02T03:04:07Z")
-        await eventually(lambda: _status(backend, sid, Status.RUNNING), "running")
+        await wait_until(lambda: _status(backend, sid, Status.RUNNING), 5, "running")
         assert (await backend.stats()).running_jobs == 1
 
         waiter = asyncio.create_task(backend.wait(sid, 10))
@@ -472,7 +455,7 @@ async def test_queue_size_is_enforced_from_the_cache(fake: FakeApiServer) -> Non
         assert full.value.retry_after >= 1
         assert len(fake.objects) == 3, "a refused submission must not be created"
         fake.set_status(first, phase="running")
-        await eventually(lambda: _status(backend, first, Status.RUNNING), "running")
+        await wait_until(lambda: _status(backend, first, Status.RUNNING), 5, "running")
         await python(backend)  # one left the queue, so there is room again
 
 
@@ -509,7 +492,7 @@ async def test_an_api_server_that_went_away_is_store_unavailable(fake: FakeApiSe
         fake.stop()
         with pytest.raises(StoreUnavailable, match="the Kubernetes API server is unreachable"):
             await python(backend)
-        await eventually(lambda: _failing(backend), "the watch to notice")
+        await wait_until(lambda: _failing(backend), 5, "the watch to notice")
         assert backend.ready()[0], "a synced cache stays ready; submits answer 503 themselves"
 
 
@@ -532,7 +515,7 @@ async def test_cancel_deletes_the_resource_and_keeps_a_tombstone(fake: FakeApiSe
     async with started(fake) as backend:
         sid = await python(backend)
         fake.set_status(sid, phase="running", startedAt="2026-01-02T03:04:07Z")
-        await eventually(lambda: _status(backend, sid, Status.RUNNING), "running")
+        await wait_until(lambda: _status(backend, sid, Status.RUNNING), 5, "running")
         waiter = asyncio.create_task(backend.wait(sid, 10))
         await asyncio.sleep(0)
 
@@ -634,8 +617,8 @@ async def test_410_gone_makes_it_list_again(fake: FakeApiServer) -> None:
                 fake.objects[name]["status"] = {"phase": "failed", "verdict": "timeout"}
 
         fake.compact(behind_the_watchs_back)
-        await eventually(lambda: fake.count("GET", watch=False) == 2, "a second list")
-        await eventually(lambda: _status(backend, mine, Status.FAILED), "the relisted status")
+        await wait_until(lambda: fake.count("GET", watch=False) == 2, 5, "a second list")
+        await wait_until(lambda: _status(backend, mine, Status.FAILED), 5, "the relisted status")
         assert _status(backend, "theirs-finished-while-away", Status.FAILED)
         lost = await backend.get("lost-while-away")
         assert lost is not None and lost.outcome is not None and lost.outcome.verdict is Verdict.CANCELLED
@@ -651,8 +634,8 @@ async def test_410_gone_makes_it_list_again(fake: FakeApiServer) -> None:
         sid = await python(backend)
         assert sid in backend.cache.unconfirmed
         fake.compact(lambda: fake.objects.pop(sid))
-        await eventually(lambda: fake.count("GET", watch=False) == 3, "a third list")
-        await eventually(lambda: _status(backend, sid, Status.FAILED), "the vanished submission to end")
+        await wait_until(lambda: fake.count("GET", watch=False) == 3, 5, "a third list")
+        await wait_until(lambda: _status(backend, sid, Status.FAILED), 5, "the vanished submission to end")
         assert (await backend.stats()).queue_length == 0
 
 
@@ -708,7 +691,7 @@ async def test_the_http_contract_on_this_back_end(fake: FakeApiServer) -> None:
             sid = response.json()["id"]
             assert (await http.get("/status", params={"id": sid})).json()["status"] == "pending"
             fake.set_status(sid, phase="running")
-            await eventually(lambda: _running(http, sid), "running over HTTP")
+            await wait_until(lambda: _running(http, sid), 5, "running over HTTP")
             stats = (await http.get("/queue-stats")).json()
             assert stats["queue_stats"] == {"queue_length": 0, "max_workers": 2, "running_jobs": 1}
             cancelled = await http.delete(f"/submissions/{sid}")
@@ -716,7 +699,7 @@ async def test_the_http_contract_on_this_back_end(fake: FakeApiServer) -> None:
             assert (await http.get("/result", params={"id": sid})).json()["message"] == "cancelled by request"
             assert (await http.get("/readyz")).status_code == 200
     finally:
-        api_client.close()
+        api_client.close()  # type: ignore[no-untyped-call]
 
 
 async def _running(http: httpx.AsyncClient, sid: str) -> bool:

@@ -7,10 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-try:  # tests/ may or may not be a package
-    from tests.conftest import run_program, summary
-except ImportError:
-    from conftest import run_program, summary  # type: ignore[no-redef]
+from tests.conftest import run_program, summary
 
 pytestmark = [pytest.mark.anyio, pytest.mark.languages]
 

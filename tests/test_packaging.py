@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.support import python
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,7 +32,7 @@ print("ok")
 
 def test_wheel_imports(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-P", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        python("-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)),
         check=True,
         capture_output=True,
     )
@@ -40,9 +41,9 @@ def test_wheel_imports(tmp_path: Path) -> None:
     assert not any(n.startswith(("core/", "api/", "operator/", "tests/")) for n in names)
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-P", "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        python("-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)),
         check=True,
         capture_output=True,
     )
-    done = subprocess.run([sys.executable, "-c", CHECK, str(site)], capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(python("-c", CHECK, str(site)), capture_output=True, text=True, cwd=tmp_path)
     assert done.stdout.strip() == "ok", done.stderr

@@ -5,24 +5,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import sqlite3
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import free_port, server
+from tests.support import free_port, server, wait_until_blocking
 
 pytestmark = [pytest.mark.slow]
-
-
-def _wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 
@@ -34,8 +24,11 @@ def test_work_queued_and_running_survives_a_restart(data_dir: Path, how: signal.
     with server(data_dir, port, MAX_WORKERS="1") as proc:
         running = httpx.post(f"{base}/submit", json=long_run).json()["id"]
         queued = [httpx.post(f"{base}/submit", json={"code": f"print({i})"}).json()["id"] for i in range(5)]
-        _wait_until(
-            lambda: httpx.get(f"{base}/status", params={"id": running}).json()["status"] == "running", 10, "running"
+        wait_until_blocking(
+            lambda: httpx.get(f"{base}/status", params={"id": running}).json()["status"] == "running",
+            10,
+            "running",
+            0.05,
         )
         assert httpx.get(f"{base}/queue-stats").json()["queue_stats"]["queue_length"] == 5
         proc.send_signal(how)
@@ -55,7 +48,7 @@ def test_work_queued_and_running_survives_a_restart(data_dir: Path, how: signal.
                 httpx.get(f"{base}/status", params={"id": i}).json()["status"] in ("completed", "failed") for i in ids
             )
 
-        _wait_until(all_done, 60, "every submission to finish after the restart")
+        wait_until_blocking(all_done, 60, "every submission to finish after the restart", 0.05)
         results = {i: httpx.get(f"{base}/result", params={"id": i}).json() for i in ids}
         assert results[running]["output"] == "long\n" and results[running]["verdict"] == "ok"
         assert [results[q]["output"] for q in queued] == [f"{i}\n" for i in range(5)]
@@ -78,10 +71,11 @@ def test_a_run_interrupted_twice_ends_as_system_error(data_dir: Path) -> None:
                 sid = httpx.post(
                     f"{base}/submit", json={"code": "import time; time.sleep(20)", "timeoutSeconds": 30}
                 ).json()["id"]
-            _wait_until(
+            wait_until_blocking(
                 lambda sid=sid: httpx.get(f"{base}/status", params={"id": sid}).json()["status"] == "running",
                 10,
                 "running",
+                0.05,
             )
             proc.kill()
             proc.wait(10)

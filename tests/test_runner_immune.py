@@ -20,11 +20,7 @@ import pytest
 from monaco.core.envelope import PhaseResult, decide, parse
 from monaco.core.models import Outcome, Verdict
 from monaco.core.native import binary
-
-try:  # tests/ may or may not be a package
-    from tests.hostile_cases import HIDE_OUTPUT, STOP_EVERYTHING
-except ImportError:
-    from hostile_cases import HIDE_OUTPUT, STOP_EVERYTHING  # type: ignore[no-redef]
+from tests.hostile_cases import HIDE_OUTPUT, STOP_EVERYTHING
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"),

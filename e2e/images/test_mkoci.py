@@ -68,7 +68,8 @@ class MkociTest(unittest.TestCase):
             env=["LANG=C.UTF-8"], entrypoint=["/bin/hello"], cmd=["x"], workdir="/tmp", user="65532:65532"
         )
         kw.setdefault("excludes", ["proc/*"])
-        return mkoci.build_image(str(src), str(self.tmp / out), "monaco.local/test:1.0", cfg, **kw)
+        index: dict[str, Any] = mkoci.build_image(str(src), str(self.tmp / out), "monaco.local/test:1.0", cfg, **kw)
+        return index
 
     def test_digests_are_self_consistent(self) -> None:
         info = self.build(self.root, "img.tar")

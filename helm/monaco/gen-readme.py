@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate helm/monaco/README.md from values.yaml: the prose below plus a table of every key.
 
-    python3 helm/monaco/gen-readme.py          # rewrite README.md
+    python3 helm/monaco/gen-readme.py          # rewrite README.md (`make generate` does, with the rest)
     python3 helm/monaco/gen-readme.py --check  # exit 1 when README.md is not current
 
 A key's description is the comment line(s) directly above it; `# -- Title` lines start a section.
@@ -283,8 +283,9 @@ Generated from `values.yaml` (every key has a one-line comment there).
 """
 
 
-def render() -> str:
-    return PROSE + values_table((CHART / "values.yaml").read_text())
+def render(values_text: str | None = None) -> str:
+    """The README of values.yaml's text (core/generate.py passes the text it is about to write)."""
+    return PROSE + values_table((CHART / "values.yaml").read_text() if values_text is None else values_text)
 
 
 def main() -> int:
@@ -295,7 +296,7 @@ def main() -> int:
     text = render()
     if args.check:
         if not readme.exists() or readme.read_text() != text:
-            print(f"{readme} is not current: run python3 {Path(__file__).name}", file=sys.stderr)
+            print(f"{readme} is not current: run `make generate`", file=sys.stderr)
             return 1
         return 0
     readme.write_text(text)

@@ -25,13 +25,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -39,10 +37,13 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
+from tests.support import free_port, python, wait_until_blocking
+
 ROOT = Path(__file__).resolve().parents[2]
 NS = "monaco-sandbox"
 MAX_WORKERS = 2
 TIMEOUT = 60.0
+POLL = 0.1  # seconds between the polls of a wait
 
 
 def _kube_bin() -> Path | None:
@@ -57,23 +58,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.environ.get("MONACO_TEST_APISERVER") != "1", reason="opt-in: MONACO_TEST_APISERVER=1"),
 ]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ControlPlane:
@@ -133,7 +117,8 @@ class ControlPlane:
         self.admin = self.kubeconfig("admin", "admintoken")
         self.operator = self.kubeconfig("op", "optoken")
         self.api = self.kubeconfig("api", "apitoken")
-        wait_for(lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0, what="the API server")
+        wait_until_blocking(lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
+                            TIMEOUT, "the API server", POLL)
         self._start("controller-manager", [
             str(self.bin / "kube-controller-manager"), f"--kubeconfig={self.admin}",
             "--controllers=job,garbagecollector,serviceaccount,namespace", "--leader-elect=false",
@@ -166,8 +151,8 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     try:
         cp.start()
         cp.kubectl("apply", "-k", str(ROOT / "manifests"))
-        wait_for(lambda: cp.kubectl("-n", NS, "get", "serviceaccount", "default", check=False).returncode == 0,
-                 what="the default ServiceAccount")
+        wait_until_blocking(lambda: cp.kubectl("-n", NS, "get", "serviceaccount", "default", check=False).returncode
+                            == 0, TIMEOUT, "the default ServiceAccount", POLL)
         yield cp
     finally:
         cp.stop()
@@ -195,7 +180,7 @@ class Operator:
                    "MAX_WORKERS": str(MAX_WORKERS), "MONACO_START_DEADLINE_SECONDS": "10",
                    "MONACO_HEALTH_PORT": str(self.health), **env}
         with (self.plane.work / "operator.log").open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-P", "-m", "monaco.core.cli", "operator"], env=environ,
+            self.proc = subprocess.Popen(python("-m", "monaco.core.cli", "operator"), env=environ,
                                          stdout=log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
@@ -337,18 +322,19 @@ def test_burst_with_two_operator_kills_ends_each_submission_once(
     try:
         with FakeKubelet(core, delay=0.3) as kubelet:
             create(plane, names)
-            wait_for(lambda: finished(custom) >= 3, what="the first results")
+            wait_until_blocking(lambda: finished(custom) >= 3, TIMEOUT, "the first results", POLL)
             operator.kill()
             operator.start()
-            wait_for(lambda: finished(custom) >= 8, what="more results")
+            wait_until_blocking(lambda: finished(custom) >= 8, TIMEOUT, "more results", POLL)
             operator.kill()
             operator.start()
-            wait_for(lambda: finished(custom) == len(names), what="every result")
+            wait_until_blocking(lambda: finished(custom) == len(names), TIMEOUT, "every result", POLL)
             assert kubelet.peak <= MAX_WORKERS
-        wait_for(lambda: not [j for j in batch.list_namespaced_job(NS).items if j.metadata.name.startswith("csub-b")],
-                 what="the Jobs to be deleted")
+        wait_until_blocking(lambda: not [j for j in batch.list_namespaced_job(NS).items
+                                         if j.metadata.name.startswith("csub-b")],
+                            TIMEOUT, "the Jobs to be deleted", POLL)
         assert not [c for c in core.list_namespaced_config_map(NS).items if c.metadata.name.startswith("csub-burst")]
-        wait_for(lambda: set(recorder.results) == set(names), what="the watch to see every result")
+        wait_until_blocking(lambda: set(recorder.results) == set(names), TIMEOUT, "the watch to see every result", POLL)
     finally:
         recorder.stop()
     assert all(len(r) == 1 for r in recorder.results.values()), recorder.results
@@ -363,15 +349,15 @@ def test_cancel_frees_the_slot_and_deletes_the_children(
 ) -> None:
     core, batch, custom = k8s
     create(plane, ["cancel-1", "cancel-2", "cancel-3"])
-    wait_for(lambda: [s.get("phase") for s in statuses(custom, "cancel").values()] == ["running", "running", "queued"],
-             what="two running, one queued")
+    wait_until_blocking(lambda: [s.get("phase") for s in statuses(custom, "cancel").values()]
+                        == ["running", "running", "queued"], TIMEOUT, "two running, one queued", POLL)
     pods = core.list_namespaced_pod(NS, label_selector="monaco.dev/submission=cancel-1").items
     assert pods and pods[0].spec.security_context.run_as_non_root  # admitted by the restricted PSS
     plane.kubectl("-n", NS, "delete", "codesubmission", "cancel-1", "--wait=false", user=plane.api)
-    wait_for(lambda: statuses(custom, "cancel").get("cancel-3", {}).get("phase") == "running", timeout=15,
-             what="the queued one to be admitted")
-    wait_for(lambda: not batch.list_namespaced_job(NS, label_selector="monaco.dev/submission=cancel-1").items,
-             what="the cancelled Job to go")
+    wait_until_blocking(lambda: statuses(custom, "cancel").get("cancel-3", {}).get("phase") == "running",
+                        15, "the queued one to be admitted", POLL)
+    wait_until_blocking(lambda: not batch.list_namespaced_job(NS, label_selector="monaco.dev/submission=cancel-1")
+                        .items, TIMEOUT, "the cancelled Job to go", POLL)
     for name in ("cancel-2", "cancel-3"):
         plane.kubectl("-n", NS, "delete", "codesubmission", name)
 
@@ -381,12 +367,12 @@ def test_a_pod_that_never_starts_fails_at_the_start_deadline(
 ) -> None:
     _, batch, custom = k8s
     create(plane, ["stuck"])
-    wait_for(lambda: statuses(custom, "stuck").get("stuck", {}).get("phase") == "failed", timeout=40,
-             what="the start deadline")
+    wait_until_blocking(lambda: statuses(custom, "stuck").get("stuck", {}).get("phase") == "failed",
+                        40, "the start deadline", POLL)
     status = statuses(custom, "stuck")["stuck"]
     assert status["verdict"] == "system_error" and "did not start" in status["message"]
-    wait_for(lambda: not batch.list_namespaced_job(NS, label_selector="monaco.dev/submission=stuck").items,
-             what="the Job to be deleted")
+    wait_until_blocking(lambda: not batch.list_namespaced_job(NS, label_selector="monaco.dev/submission=stuck").items,
+                        TIMEOUT, "the Job to be deleted", POLL)
 
 
 class LoggingKubelet:
@@ -541,7 +527,7 @@ def test_results_travel_from_the_runner_through_the_pod_logs(
     with LoggingKubelet(plane, core) as kubelet:
         for name, (language, code, stdin) in cases.items():
             create_one(plane, name, language, code, stdin)
-        wait_for(lambda: finished(custom, "log-") == len(cases), what="every result")
+        wait_until_blocking(lambda: finished(custom, "log-") == len(cases), TIMEOUT, "every result", POLL)
         got = statuses(custom, "log-")
     assert got["log-ok"]["verdict"] == "ok" and got["log-ok"]["output"] == "HELLO\n", got["log-ok"]
     assert got["log-ok"]["executionTimeMs"] > 0 and got["log-ok"]["exitCode"] == 0

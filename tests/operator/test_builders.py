@@ -228,7 +228,9 @@ SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.i
 
 @pytest.fixture(params=["python", "c", "java", "cpp"])
 def pod_spec(request: pytest.FixtureRequest, settings: Settings) -> dict[str, Any]:
-    return builders.build_job(sub_of(settings, language=request.param), settings)["spec"]["template"]["spec"]
+    job = builders.build_job(sub_of(settings, language=request.param), settings)
+    spec: dict[str, Any] = job["spec"]["template"]["spec"]
+    return spec
 
 
 def _container_or_pod(pod: dict[str, Any], container: dict[str, Any], field: str) -> Any:

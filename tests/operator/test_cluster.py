@@ -55,7 +55,7 @@ async def test_patch_status_sends_a_json_patch_to_the_status_subresource() -> No
         sent.update(method=method, url=url, headers=headers, body=body)
         raise ApiException(status=422, reason="test failed")
 
-    api.rest_client.request = request  # type: ignore[method-assign]
+    api.rest_client.request = request  # type: ignore[method-assign, assignment]
     cluster = Cluster(NS, api=api)
     ops = status_ops({"phase": "failed"}, phase="running")
     assert await cluster.patch_status("a", ops) is False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -14,19 +13,11 @@ from kopf._core.intents import registries
 from monaco.core.settings import Settings
 from monaco.operator import main, names
 from tests.operator.conftest import Clock, FakeCluster, container_status, indexes, job, pod, submission
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a condition, giving the loop under test a chance to run; fail after `timeout`."""
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(poll(), timeout)
+from tests.support import wait_until
 
 
 def context(settings: Settings, cluster: FakeCluster, clock: Clock) -> main.Context:
-    ctx = main.Context.create(settings, cluster)  # type: ignore[arg-type]
+    ctx = main.Context.create(settings, cluster)
     ctx.admission.clock = ctx.collector.clock = clock
     return ctx
 
@@ -91,7 +82,7 @@ async def test_a_new_submission_is_queued_then_admitted_by_the_loop(settings: Se
         ix.submissions["a"] = indexes([cluster.submissions["a"]]).submissions["a"]  # type: ignore[index]
         await main.submission_event(body=kopf.Body(cluster.submissions["a"]), type="MODIFIED", memo=memo,
                                     submissions_index=ix.submissions, jobs_index=ix.jobs, pods_index=ix.pods)
-        await eventually(lambda: cluster.phase("a") == "running")
+        await wait_until(lambda: cluster.phase("a") == "running", 5, "a to run")
         assert "csub-a" in cluster.jobs
     finally:
         task.cancel()
@@ -110,7 +101,7 @@ async def test_the_loop_waits_for_the_indexes(settings: Settings, clock: Clock) 
         await asyncio.sleep(0)  # let it start: it must block on `indexed`
         assert cluster.jobs == {}
         ctx.indexed.set()
-        await eventually(lambda: "csub-a" in cluster.jobs)
+        await wait_until(lambda: "csub-a" in cluster.jobs, 5, "the Job csub-a")
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -211,7 +212,7 @@ MISSING_TABLE = [
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(("what", "log", "extra", "message"), MISSING_TABLE, ids=[t[0] for t in MISSING_TABLE])
-async def test_missing_envelope_is_a_system_error(what: str, log: bytes | None, extra: dict[str, bool],
+async def test_missing_envelope_is_a_system_error(what: str, log: bytes | None, extra: dict[str, Any],
                                                   message: str) -> None:
     record = pod_record(pod("s", phase="Failed", containers=[container_status("run", terminated="Error",
                                                                                exit_code=137)], **extra))
