@@ -14,13 +14,19 @@ help:
 	@echo "make bench  - print the benchmark tables (bench/)"
 	@echo "also: cluster-up cluster-down e2e-cluster-test"
 
-$(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(SYS_PYTHON) -P -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && $(SYS_PYTHON) -P -m venv $(VENV); }
+# musl-tools makes the static monaco-init small (without it, gcc -static: larger, same behaviour).
+$(VENV)/.installed: pyproject.toml setup.py
+	@command -v musl-gcc >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends musl-tools; }
+	@test -x $(PY) || $(SYS_PYTHON) -P -m venv $(VENV) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv && $(SYS_PYTHON) -P -m venv $(VENV); }
 	$(PY) -P -m pip install -q --upgrade pip
 	$(PY) -P -m pip install -q -e '.[dev]'
 	@touch $@
 
+# The native binaries (core/native.py) beside their sources, where the editable install finds them;
+# rebuilt here whenever a C source is newer than its binary.
 setup: $(VENV)/.installed
+	@$(PY) -P -m monaco.core.native >/dev/null
 
 run: setup
 	$(VENV)/bin/monaco serve
