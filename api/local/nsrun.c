@@ -223,6 +223,8 @@ static void new_root(const char *base, const char *phase, uid_t uid, const char 
 	if (mount("proc", STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
 		die("/proc");
 	dev(STAGE);
+	dir(STAGE "/var", 0755); /* only for programs that write to /var/tmp */
+	link_to("/tmp", STAGE "/var/tmp");
 	dir(STAGE "/tmp", 01777);
 	snprintf(opts, sizeof opts, "size=%sm,mode=1777", tmp_mb);
 	tmpfs(STAGE "/tmp", MS_NOSUID | MS_NODEV, opts);
