@@ -223,8 +223,9 @@ static void new_root(const char *base, const char *phase, uid_t uid, const char 
 	if (mount("proc", STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
 		die("/proc");
 	dev(STAGE);
-	dir(STAGE "/var", 0755); /* only for programs that write to /var/tmp */
-	link_to("/tmp", STAGE "/var/tmp");
+	dir(STAGE "/var", 0755); /* only /var/tmp, small: a place some programs expect to write */
+	dir(STAGE "/var/tmp", 01777);
+	tmpfs(STAGE "/var/tmp", MS_NOSUID | MS_NODEV, "size=1m,mode=1777");
 	dir(STAGE "/tmp", 01777);
 	snprintf(opts, sizeof opts, "size=%sm,mode=1777", tmp_mb);
 	tmpfs(STAGE "/tmp", MS_NOSUID | MS_NODEV, opts);
