@@ -32,8 +32,10 @@ from monaco.core.settings import Settings
 
 try:  # tests/ may or may not be a package
     from tests.conftest import run_program, serve, submit, summary, wait_for_result, wait_until
+    from tests.host_state import run_cgroups
 except ImportError:
     from conftest import run_program, serve, submit, summary, wait_for_result, wait_until  # type: ignore[no-redef]
+    from host_state import run_cgroups  # type: ignore[no-redef]
 
 SECRET_NAME = "MONACO_TEST_SECRET"
 SECRET = "s3cr3t-" + uuid.uuid4().hex
@@ -75,10 +77,7 @@ async def assert_still_prompt(client: httpx.AsyncClient, within: float = 5.0) ->
 
 def cgroup_dirs_left(app: Starlette) -> list[Path]:
     """Per-run cgroups of this service that still exist (a run's cgroup goes when its processes do)."""
-    cgroups = app.state.backend.sandbox.cgroups
-    if cgroups is None:
-        return []
-    return [d for parent in cgroups.parents if parent.exists() for d in parent.iterdir() if d.is_dir()]
+    return run_cgroups(app)
 
 
 def leftover_processes(app: Starlette) -> list[str]:
