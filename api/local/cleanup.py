@@ -3,7 +3,7 @@
 In the compile phase a program's build dir is on the host's disk, and a program can fill it with a
 tree deeper than Python's recursion limit or PATH_MAX (a Java package 1,100 levels deep is one
 `javac`), names of any bytes but '/' and NUL, dirs of mode 000 and read-only files. `remove_tree`
-handles all of these without recursion, with two open dirs at a time, and never follows a link.
+handles all of these without recursion, with a bounded number of open dirs, and never follows a link.
 `Remover` moves a run's dir aside at once (one rename), removes it, and leaves whatever it could not
 remove to a background thread that retries with backoff and logs; start-up only renames.
 """
@@ -22,15 +22,16 @@ log = logging.getLogger("monaco.sandbox")
 GONE = ".gone-"  # a dir being removed, in the sandboxes dir
 _UP = ".up-"  # an entry moved up into the tree's top dir
 _OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_OPEN = 64  # dirs open at once while removing a tree
 _RETRY_FIRST, _RETRY_MAX = 1.0, 600.0
 
 
 def remove_tree(top: Path) -> None:
     """Remove `top` and everything below it, or raise OSError.
 
-    Each pass lists `top`: files go at once; each subdir has its entries moved up into `top` (a rename,
-    on one file system; subdirs made writable first) and is then removed empty. A tree of depth d
-    takes d passes, and no more than two dirs are ever open.
+    A depth-first walk that holds at most _MAX_OPEN dirs open: a dir found deeper than that is moved
+    up into `top` (a rename, on one file system) and walked from there later. Each dir is made
+    writable before it is entered.
     """
     try:
         fd = os.open(top, _OPEN)
@@ -43,40 +44,53 @@ def remove_tree(top: Path) -> None:
         return
     try:
         os.fchmod(fd, 0o700)
-        moved = 0
-        while entries := list(os.scandir(fd)):
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    moved = _empty_into(fd, entry.name, moved)
-                    os.rmdir(entry.name, dir_fd=fd)
-                else:
-                    os.unlink(entry.name, dir_fd=fd)
+        _empty(fd)
     finally:
         os.close(fd)
     os.rmdir(top)
 
 
-def _empty_into(top_fd: int, name: str, moved: int) -> int:
-    """Unlink the files of dir `name` (in `top_fd`) and move its subdirs up into `top_fd`."""
-    os.chmod(name, 0o700, dir_fd=top_fd)  # a dir of mode 000 is the program's to make (and ours to undo)
-    fd = os.open(name, _OPEN, dir_fd=top_fd)
+def _empty(top_fd: int) -> None:
+    stack: list[tuple[int, str, list[str]]] = [(top_fd, "", _files_gone(top_fd))]  # (dir, its name, subdirs left)
+    moved = 0
     try:
-        for entry in list(os.scandir(fd)):
-            if not entry.is_dir(follow_symlinks=False):
-                os.unlink(entry.name, dir_fd=fd)
+        while stack:
+            fd, name, subdirs = stack[-1]
+            if not subdirs:
+                stack.pop()
+                if stack:
+                    os.close(fd)
+                    os.rmdir(name, dir_fd=stack[-1][0])
                 continue
-            os.chmod(entry.name, 0o700, dir_fd=fd)  # moving a dir to another parent rewrites its '..'
-            while True:  # a free name: the program may have made names like ours
+            child = subdirs.pop()
+            os.chmod(child, 0o700, dir_fd=fd)  # a dir of mode 000 is the program's to make (and ours to undo)
+            if len(stack) < _MAX_OPEN:
+                child_fd = os.open(child, _OPEN, dir_fd=fd)
+                stack.append((child_fd, child, _files_gone(child_fd)))
+                continue
+            while True:  # a free name in top: the program may have made names like ours
                 moved += 1
-                new = f"{_UP}{moved}"
+                up = f"{_UP}{moved}"
                 try:
-                    os.stat(new, dir_fd=top_fd, follow_symlinks=False)
+                    os.stat(up, dir_fd=top_fd, follow_symlinks=False)
                 except FileNotFoundError:
                     break
-            os.rename(entry.name, new, src_dir_fd=fd, dst_dir_fd=top_fd)
+            os.rename(child, up, src_dir_fd=fd, dst_dir_fd=top_fd)
+            stack[0][2].append(up)
     finally:
-        os.close(fd)
-    return moved
+        for fd, _, _ in stack[1:]:
+            os.close(fd)
+
+
+def _files_gone(fd: int) -> list[str]:
+    """Unlink everything in dir `fd` but its subdirs, and return their names."""
+    subdirs = []
+    for entry in list(os.scandir(fd)):
+        if entry.is_dir(follow_symlinks=False):
+            subdirs.append(entry.name)
+        else:
+            os.unlink(entry.name, dir_fd=fd)
+    return subdirs
 
 
 class Remover:
