@@ -5,11 +5,12 @@
  * that becomes PID 1, and gives it a root of its own, the way bubblewrap does: a fresh tmpfs with
  * read-only binds of the toolchains (/usr and the /bin, /lib... links or dirs beside it) and of the
  * few /etc entries they read, a generated /etc/passwd, group and hosts, its own /proc, a minimal /dev
- * with a private devpts (a few ptys at most), and tmpfs /tmp with the run's source (read-only) and
- * build dir bound in; then pivot_root into it, so that nothing else of the host is reachable: no /run
- * (its unix sockets), /sys, /var, /home, /root or /dev/mqueue. Then it drops to the sandbox uid with no
- * capabilities, no_new_privs and a seccomp filter, and execs the command with the environment nsrun
- * itself was given. README.md ("What a program sees") lists the resulting view; keep the two alike.
+ * with a private devpts (a few ptys at most), a small /var/tmp, and tmpfs /tmp with the run's source
+ * (read-only) and build dir bound in; then pivot_root into it, so that nothing else of the host is
+ * reachable: no /run (its unix sockets), /sys, host /var, /home, /root or /dev/mqueue. Then it drops to
+ * the sandbox uid with no capabilities, no_new_privs and a seccomp filter, and execs the command with
+ * the environment nsrun itself was given. README.md ("What a program sees") lists the resulting view:
+ * keep the two alike.
  *
  * usage: nsrun BASE PHASE UID TMP_MB CGROUP_DIRS -- COMMAND...
  *   BASE         host dir holding src/ and build/

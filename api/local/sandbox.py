@@ -1,11 +1,13 @@
 """The local sandbox: runs one phase of the runner with what Linux offers without a daemon.
 
 Each phase gets new network (loopback only, and down: no network at all), PID, mount, IPC and UTS
-namespaces; fresh size-limited tmpfs mounts over every world-writable place (/tmp, /var/tmp, /dev/shm);
-the build dir bound read-only for the run; an unprivileged uid of its own per worker slot with every
-capability dropped and no_new_privs; an empty environment; rlimits set by the runner; and, where the
-service may create them, memory and pids cgroups. The runner is PID 1 of the namespace, so when it
-exits the kernel kills whatever the program left behind.
+namespaces; with nsrun (MONACO_SANDBOX=auto), a root file system of its own holding only the toolchains
+and what README.md's "What a program sees" lists, with size-limited tmpfs mounts for every writable
+place (/tmp, /var/tmp, /dev/shm); the build dir bound read-only for the run; an unprivileged uid of its
+own per worker slot with every capability dropped, no_new_privs and a seccomp filter; an empty
+environment; rlimits set by the runner; and memory and pids cgroups. The runner is PID 1 of the
+namespace, so when it exits the kernel kills whatever the program left behind. MONACO_SANDBOX=unshare
+is the weaker path (the host's file system read-only, no seccomp), only when asked for.
 """
 
 from __future__ import annotations
