@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,16 @@ def test_unshare_is_logged_as_weaker(data_dir: Path, caplog: pytest.LogCaptureFi
 def test_none_needs_allow_unisolated(data_dir: Path) -> None:
     with pytest.raises(SandboxUnavailable, match="MONACO_ALLOW_UNISOLATED=true"):
         Sandbox(Settings(data_dir=data_dir, sandbox="none")).prepare()
+
+
+def test_serve_refuses_to_start_in_one_line(data_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONACO_")}
+    env.update({"MONACO_DATA_DIR": str(data_dir), "MONACO_SANDBOX": "none", "PORT": "1"})
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "monaco.core.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "monaco: cannot start: MONACO_SANDBOX=none runs programs without any isolation: set "
+        "MONACO_ALLOW_UNISOLATED=true too, and only on a throwaway development machine"
+    ]

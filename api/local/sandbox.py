@@ -91,13 +91,7 @@ class Sandbox:
 
     # ---- start-up
     def prepare(self) -> None:
-        resolved = self.root_dir.resolve()
-        for hidden in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
-            if resolved.is_relative_to(hidden):
-                raise SandboxUnavailable(
-                    f"MONACO_SANDBOX_DIR={self.root_dir} is under {hidden}, which every sandbox covers with its "
-                    "own tmpfs; choose a directory elsewhere (the default is $MONACO_DATA_DIR/sandboxes)"
-                )
+        self._check_dir()
         # Private to the service: each sandbox sees only its own run, bound in at /tmp/.monaco.
         self.root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root_dir, 0o700)
@@ -130,14 +124,35 @@ class Sandbox:
         tmp.rename(shell)
         return shell
 
-    def _choose_mode(self) -> str:
-        """nsrun, or what MONACO_SANDBOX asks for explicitly; never a silent fallback to something weaker."""
+    def check(self) -> str:
+        """The mode MONACO_SANDBOX asks for, once it is known to work here, or SandboxUnavailable saying why
+        not in one line (`monaco serve` checks this before it starts). Never a fallback to something weaker."""
+        self._check_dir()
         wanted = self.settings.sandbox
         if wanted == "auto":
             self._nsrun = self._working_nsrun()
             return "nsrun"
         if wanted == "unshare":
-            mode = self._unshare_mode()
+            return self._unshare_mode()
+        if self.settings.allow_unisolated:
+            return "none"
+        raise SandboxUnavailable(
+            "MONACO_SANDBOX=none runs programs without any isolation: set MONACO_ALLOW_UNISOLATED=true too, "
+            "and only on a throwaway development machine"
+        )
+
+    def _check_dir(self) -> None:
+        resolved = self.root_dir.resolve()
+        for hidden in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+            if resolved.is_relative_to(hidden):
+                raise SandboxUnavailable(
+                    f"MONACO_SANDBOX_DIR={self.root_dir} is under {hidden}, which every sandbox covers with its "
+                    "own tmpfs; choose a directory elsewhere (the default is $MONACO_DATA_DIR/sandboxes)"
+                )
+
+    def _choose_mode(self) -> str:
+        mode = self.check()
+        if mode.startswith("unshare"):
             no_cgroups = "; and, without root, no cgroups (memory is bounded by RLIMIT_AS only)"
             log.warning(
                 "MONACO_SANDBOX=unshare: a weaker sandbox than nsrun's, as asked. Programs see the host's "
@@ -146,18 +161,13 @@ class Sandbox:
                 + (no_cgroups if mode == "unshare-user" else ""),
                 extra={"mode": mode},
             )
-            return mode
-        if self.settings.allow_unisolated:
+        elif mode == "none":
             log.critical(
                 "RUNNING SUBMISSIONS WITHOUT ISOLATION (MONACO_SANDBOX=none, MONACO_ALLOW_UNISOLATED=true): "
                 "programs have the network, the file system and the environment of the service's own user. "
                 "Never expose this."
             )
-            return "none"
-        raise SandboxUnavailable(
-            "MONACO_SANDBOX=none runs programs without any isolation: set MONACO_ALLOW_UNISOLATED=true too, "
-            "and only on a throwaway development machine"
-        )
+        return mode
 
     def _working_nsrun(self) -> Path:
         """The installed nsrun, once it has built a sandbox here; SandboxUnavailable says why not."""
@@ -171,6 +181,7 @@ class Sandbox:
             nsrun = binary("nsrun")
         except NativeMissing as exc:
             raise SandboxUnavailable(f"MONACO_SANDBOX=auto: {exc}") from None
+        self.root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         probe = self.root_dir / ".probe"
         remove_tree(probe)
         (probe / "src").mkdir(parents=True)
