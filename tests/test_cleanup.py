@@ -19,11 +19,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
-from starlette.applications import Starlette
 
+from monaco.api.app import create_app
 from monaco.api.local.cleanup import GONE, Remover, remove_tree
 from monaco.api.local.sandbox import Sandbox
 from monaco.core.settings import Settings
@@ -185,13 +184,16 @@ DEEP_JAVA = "package " + ".".join(["a"] * 1100) + ";\npublic class Main {\n" + (
 @pytest.mark.slow
 @pytest.mark.languages
 @pytest.mark.anyio
-async def test_a_java_package_1100_levels_deep(client: httpx.AsyncClient, app: Starlette, settings: Settings) -> None:
-    result = await run_program(client, "java", DEEP_JAVA)
-    assert result["verdict"] == "ok", summary(result)  # javac made build/a/a/.../a/Main.class, 1,100 deep
-    assert result["output"] == "deep\n"
-    await assert_host_clean(app, settings)
-    async with serve(app):  # and the next start is as quick as ever
-        pass
+async def test_a_java_package_1100_levels_deep(settings: Settings) -> None:
+    app = create_app(settings)
+    async with serve(app) as client:
+        result = await run_program(client, "java", DEEP_JAVA)
+        assert result["verdict"] == "ok", summary(result)  # javac made build/a/a/.../a/Main.class, 1,100 deep
+        assert result["output"] == "deep\n"
+        await assert_host_clean(app, settings)
+    started = time.monotonic()
+    async with serve(create_app(settings)):  # and the next start is as quick as ever
+        assert time.monotonic() - started < 10
 
 
 TREE_IN_BUILD_DIR = r"""
@@ -245,8 +247,6 @@ async def test_a_c_build_step_that_makes_a_5000_deep_tree_of_000_dirs(
     build_runs_code: Settings, outside: Path
 ) -> None:
     settings = build_runs_code
-    from monaco.api.app import create_app
-
     app = create_app(settings)
     try:
         async with serve(app) as client:
