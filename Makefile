@@ -14,10 +14,11 @@ help:
 	@echo "make bench  - print the benchmark tables (bench/)"
 	@echo "also: cluster-up cluster-down e2e-cluster-test"
 
-# musl-tools makes the static monaco-init small (without it, gcc -static: larger, same behaviour).
+# Installing Monaco compiles its native binaries: gcc builds nsrun, musl-tools makes the static
+# monaco-init small (without it, gcc -static: larger, same behaviour). Installed here when missing.
 $(VENV)/.installed: pyproject.toml setup.py
-	@command -v musl-gcc >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
-	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends musl-tools; }
+	@{ command -v gcc && command -v musl-gcc; } >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gcc libc6-dev musl-tools; }
 	@test -x $(PY) || $(SYS_PYTHON) -P -m venv $(VENV) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv && $(SYS_PYTHON) -P -m venv $(VENV); }
 	$(PY) -P -m pip install -q --upgrade pip
 	$(PY) -P -m pip install -q -e '.[dev]'
