@@ -2,12 +2,19 @@
 # docker build -t monaco . && docker run -p 8080:8080 monaco
 # (On the e2e machines there is no Docker: e2e/images/ builds the same image from a Debian root fs.)
 FROM python:3.11-slim AS build
+# Installing Monaco compiles its native binaries (core/native.py): nsrun with gcc, and the static
+# monaco-init with musl-gcc.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev musl-tools \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml setup.py README.md* ./
 COPY core core
 COPY api api
 COPY operator operator
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install . \
+ && test -x /install/lib/python3.11/site-packages/monaco/api/local/bin/nsrun \
+ && { [ ! -f core/monaco-init.c ] || test -x /install/lib/python3.11/site-packages/monaco/core/bin/monaco-init; }
 
 FROM python:3.11-slim
 COPY --from=build /install /usr/local

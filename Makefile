@@ -21,13 +21,20 @@ help:
 	@echo "make helm   - build the pinned helm into the e2e cache (make test does, for the chart's tests)"
 	@echo "also: cluster-up cluster-down e2e-cluster-test"
 
-$(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(SYS_PYTHON) -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && $(SYS_PYTHON) -m venv $(VENV); }
+# Installing Monaco compiles its native binaries: gcc builds nsrun, musl-tools makes the static
+# monaco-init small (without it, gcc -static: larger, same behaviour). Installed here when missing.
+$(VENV)/.installed: pyproject.toml setup.py
+	@{ command -v gcc && command -v musl-gcc; } >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gcc libc6-dev musl-tools; }
+	@test -x $(PY) || $(SYS_PYTHON) -m venv $(VENV) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv && $(SYS_PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# The native binaries (core/native.py) beside their sources, where the editable install finds them;
+# rebuilt here whenever a C source is newer than its binary.
 setup: $(VENV)/.installed
+	@$(PY) -P -m monaco.core.native >/dev/null
 
 run: setup
 	$(VENV)/bin/monaco serve

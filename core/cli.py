@@ -32,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from monaco.api.server import serve as run_server
 
+        if settings.backend == "local":  # a sandbox that cannot be built here: one line, not a traceback
+            from monaco.api.local.sandbox import Sandbox, SandboxUnavailable
+
+            try:
+                Sandbox(settings).check()
+            except SandboxUnavailable as exc:
+                print(f"monaco: cannot start: {exc}", file=sys.stderr)
+                return 2
         return int(run_server(settings))
     if args.command == "operator":
         from monaco.operator.main import run as run_operator

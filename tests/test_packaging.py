@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import zipfile
 from pathlib import Path
@@ -24,6 +25,12 @@ for module in (monaco.core.cli, monaco.api.app, monaco.operator.main):
 assert resources.files("monaco.core").joinpath("bin", "monaco-init").read_bytes().startswith(b"\\x7fELF")
 assert "languages:" in resources.files("monaco.core").joinpath("languages.yaml").read_text()
 assert "unshare(" in resources.files("monaco.api.local").joinpath("nsrun.c").read_text()
+import os
+from monaco.core.native import NATIVES, binary
+for native in NATIVES:  # built at install time, executable, found where the code looks
+    if resources.files(native.package).joinpath(f"{native.name}.c").is_file():
+        path = binary(native.name)
+        assert str(path).startswith(sys.argv[1]) and os.access(path, os.X_OK), path
 from monaco.core.settings import Settings
 assert sorted(Settings().registry.names) == ["c", "cpp", "java", "python"]
 print("ok")
@@ -39,6 +46,8 @@ def test_wheel_imports(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("monaco-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert not any(n.startswith(("core/", "api/", "operator/", "tests/")) for n in names)
+    assert "monaco/api/local/bin/nsrun" in names
+    assert wheel.name.endswith(f"-py3-none-linux_{os.uname().machine}.whl")  # native code: one platform
     site = tmp_path / "site"
     subprocess.run(
         python("-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)),

@@ -1,16 +1,20 @@
-"""Both ways of building the local sandbox (the nsrun launcher, and unshare + mount + setpriv) isolate alike."""
+"""The local sandbox's modes: nsrun (auto) and unshare + mount + setpriv isolate alike; auto never falls back."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from monaco.api.local import sandbox as sandbox_module
 from monaco.api.local.sandbox import PhaseRun, Sandbox, SandboxUnavailable
 from monaco.core.envelope import decide
 from monaco.core.models import Limits, Verdict
+from monaco.core.native import HOW_TO_BUILD, NativeMissing
 from monaco.core.settings import Settings
 
 PROBE = """
@@ -82,6 +86,8 @@ try:
 except OSError as e:
     print("vsock", e.errno)
 print("ptrace", libc.ptrace(16, 1, 0, 0), ctypes.get_errno())
+params = ctypes.create_string_buffer(120)  # struct io_uring_params
+print("io_uring_setup", libc.syscall(425, 1, params), ctypes.get_errno())
 print("fork", subprocess.run(["/bin/echo", "ok"], capture_output=True, text=True).stdout.strip())
 t = threading.Thread(target=print, args=("thread ok",))
 t.start()
@@ -90,15 +96,77 @@ t.join()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the launcher needs root")
-def test_nsrun_seccomp_denies_namespaces_tracing_and_vsock(data_dir: Path) -> None:
+def test_nsrun_seccomp_denies_namespaces_tracing_io_uring_and_vsock(data_dir: Path) -> None:
     mode, ran = run_probe(Settings(data_dir=data_dir), SECCOMP_PROBE, slot=0)
-    if mode != "nsrun":
-        pytest.skip("no C compiler: nsrun is not built")
+    assert mode == "nsrun"
     assert ran.result is not None, ran.error
     assert ran.result.stdout.decode().splitlines() == [
         "unshare-user -1 1",  # EPERM
         "vsock 1",
         "ptrace -1 1",
+        "io_uring_setup -1 1",
         "fork ok",  # ordinary processes and threads still work
         "thread ok",
+    ]
+
+
+# ---- no silent fallback: auto is nsrun or a refusal that says what to do; weaker modes only when asked
+
+
+def test_auto_without_root_is_refused(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(SandboxUnavailable, match=r"auto needs root .* MONACO_SANDBOX=unshare"):
+        Sandbox(Settings(data_dir=data_dir, sandbox="auto")).prepare()
+
+
+def test_auto_without_a_built_nsrun_is_refused(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> Path:
+        raise NativeMissing(f"Monaco's native binary {name} is not built: {HOW_TO_BUILD}")
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(sandbox_module, "binary", missing)
+    with pytest.raises(SandboxUnavailable, match="nsrun is not built: build it with `make setup`"):
+        Sandbox(Settings(data_dir=data_dir, sandbox="auto")).prepare()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="nsrun's probe runs as root")
+def test_auto_with_an_nsrun_that_cannot_build_a_sandbox_is_refused(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = data_dir.parent / f"{data_dir.name}-nsrun"
+    broken.write_text("#!/bin/sh\necho 'nsrun: unshare: Operation not permitted' >&2\nexit 111\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sandbox_module, "binary", lambda name: broken)
+    try:
+        with pytest.raises(SandboxUnavailable, match="cannot build a sandbox here: nsrun: unshare: Operation not"):
+            Sandbox(Settings(data_dir=data_dir, sandbox="auto")).prepare()
+    finally:
+        broken.unlink()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the unshare mode is probed as root here")
+def test_unshare_is_logged_as_weaker(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sandbox = Sandbox(Settings(data_dir=data_dir, sandbox="unshare"))
+    sandbox.prepare()
+    sandbox.close()
+    assert sandbox.mode == "unshare-root"
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING" and "weaker" in r.getMessage()]
+    assert "no seccomp filter" in warning.getMessage()
+
+
+def test_none_needs_allow_unisolated(data_dir: Path) -> None:
+    with pytest.raises(SandboxUnavailable, match="MONACO_ALLOW_UNISOLATED=true"):
+        Sandbox(Settings(data_dir=data_dir, sandbox="none")).prepare()
+
+
+def test_serve_refuses_to_start_in_one_line(data_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONACO_")}
+    env.update({"MONACO_DATA_DIR": str(data_dir), "MONACO_SANDBOX": "none", "PORT": "1"})
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "monaco.core.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "monaco: cannot start: MONACO_SANDBOX=none runs programs without any isolation: set "
+        "MONACO_ALLOW_UNISOLATED=true too, and only on a throwaway development machine"
     ]

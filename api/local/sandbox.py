@@ -1,18 +1,19 @@
 """The local sandbox: runs one phase of the runner with what Linux offers without a daemon.
 
 Each phase gets new network (loopback only, and down: no network at all), PID, mount, IPC and UTS
-namespaces; fresh size-limited tmpfs mounts over every world-writable place (/tmp, /var/tmp, /dev/shm);
-the build dir bound read-only for the run; an unprivileged uid of its own per worker slot with every
-capability dropped and no_new_privs; an empty environment; rlimits set by the runner; and, where the
-service may create them, memory and pids cgroups. The runner is PID 1 of the namespace, so when it
-exits the kernel kills whatever the program left behind.
+namespaces; with nsrun (MONACO_SANDBOX=auto), a root file system of its own holding only the toolchains
+and what README.md's "What a program sees" lists, with size-limited tmpfs mounts for every writable
+place (/tmp, /var/tmp, /dev/shm); the build dir bound read-only for the run; an unprivileged uid of its
+own per worker slot with every capability dropped, no_new_privs and a seccomp filter; an empty
+environment; rlimits set by the runner; and memory and pids cgroups. The runner is PID 1 of the
+namespace, so when it exits the kernel kills whatever the program left behind. MONACO_SANDBOX=unshare
+is the weaker path (the host's file system read-only, no seccomp), only when asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
@@ -20,18 +21,18 @@ import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from monaco.core.envelope import EnvelopeError, PhaseResult, parse
 from monaco.core.languages import Language
 from monaco.core.models import Limits
-from monaco.core.native import binary
+from monaco.core.native import NativeMissing, binary
 from monaco.core.phase import Enforcement, Layout, phase_env, phase_limits
 from monaco.core.settings import Settings
 
 from .cgroups import Cgroups, RunCgroup
+from .cleanup import Remover, remove_tree
 
 log = logging.getLogger("monaco.sandbox")
 
@@ -88,16 +89,11 @@ class Sandbox:
         self._init = self.root_dir / "monaco-init"
         self._unshare = shutil.which("unshare") or "unshare"
         self._nsrun: Path | None = None
+        self._remover = Remover(self.root_dir)
 
     # ---- start-up
     def prepare(self) -> None:
-        resolved = self.root_dir.resolve()
-        for hidden in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
-            if resolved.is_relative_to(hidden):
-                raise SandboxUnavailable(
-                    f"MONACO_SANDBOX_DIR={self.root_dir} is under {hidden}, which every sandbox covers with its "
-                    "own tmpfs; choose a directory elsewhere (the default is $MONACO_DATA_DIR/sandboxes)"
-                )
+        self._check_dir()
         # Private to the service: each sandbox sees only its own run, bound in at /tmp/.monaco.
         self.root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root_dir, 0o700)
@@ -105,14 +101,10 @@ class Sandbox:
         shutil.copyfile(binary("monaco-init"), tmp_init)
         os.chmod(tmp_init, 0o555)
         tmp_init.rename(self._init)
+        # Nothing runs yet: whatever dirs are here were left by a crash. Only moved aside now; removed
+        # in the background, so that no tree a program made can keep the service from starting.
+        self._remover.discard_stale()
         self.mode = self._choose_mode()
-        for stale in self.root_dir.iterdir():  # nothing runs yet: whatever is here was left by a crash
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-        if self.mode == "unshare-root" and self.settings.sandbox == "auto":
-            self._nsrun = self._build_nsrun()
-            if self._nsrun is not None:
-                self.mode = "nsrun"
         if self.mode in ("nsrun", "unshare-root"):
             self.cgroups = Cgroups.detect(str(self.root_dir.resolve()))
         log.info(
@@ -120,29 +112,93 @@ class Sandbox:
             extra={"mode": self.mode, "cgroups": bool(self.cgroups), "dir": str(self.root_dir)},
         )
 
-    def _build_nsrun(self) -> Path | None:
-        """Compile the one-process launcher (nsrun.c) with the host's C compiler, once per version."""
-        source = resources.files("monaco.api.local").joinpath("nsrun.c").read_bytes()
-        digest = hashlib.sha256(source).hexdigest()[:16]
-        binary: Path = self.settings.data_dir / "bin" / f"nsrun-{digest}"
-        if binary.exists():
-            return binary
-        cc = shutil.which("cc") or shutil.which("gcc")
-        if cc is None:
-            log.info("no C compiler: the sandbox is set up by unshare, mount and setpriv instead of nsrun")
-            return None
-        binary.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        src = binary.with_suffix(".c")
-        src.write_bytes(source)
-        tmp = binary.with_suffix(".tmp")
-        done = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(src)], capture_output=True, timeout=120)
-        src.unlink()
-        if done.returncode != 0:
-            log.warning("could not build nsrun; using unshare instead", extra={"cc": done.stderr.decode()[-500:]})
-            return None
-        os.chmod(tmp, 0o700)
-        tmp.rename(binary)
-        return binary
+    def check(self) -> str:
+        """The mode MONACO_SANDBOX asks for, once it is known to work here, or SandboxUnavailable saying why
+        not in one line (`monaco serve` checks this before it starts). Never a fallback to something weaker."""
+        self._check_dir()
+        wanted = self.settings.sandbox
+        if wanted == "auto":
+            self._nsrun = self._working_nsrun()
+            return "nsrun"
+        if wanted == "unshare":
+            return self._unshare_mode()
+        if self.settings.allow_unisolated:
+            return "none"
+        raise SandboxUnavailable(
+            "MONACO_SANDBOX=none runs programs without any isolation: set MONACO_ALLOW_UNISOLATED=true too, "
+            "and only on a throwaway development machine"
+        )
+
+    def _check_dir(self) -> None:
+        resolved = self.root_dir.resolve()
+        for hidden in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+            if resolved.is_relative_to(hidden):
+                raise SandboxUnavailable(
+                    f"MONACO_SANDBOX_DIR={self.root_dir} is under {hidden}, which every sandbox covers with its "
+                    "own tmpfs; choose a directory elsewhere (the default is $MONACO_DATA_DIR/sandboxes)"
+                )
+
+    def _choose_mode(self) -> str:
+        mode = self.check()
+        if mode.startswith("unshare"):
+            no_cgroups = "; and, without root, no cgroups (memory is bounded by RLIMIT_AS only)"
+            log.warning(
+                "MONACO_SANDBOX=unshare: a weaker sandbox than nsrun's, as asked. Programs see the host's "
+                "file system read-only (its files, unix sockets under /run, /dev with the host's ptys and "
+                "mqueue, /sys) and have no seccomp filter (tracing, new namespaces, io_uring, vsock)"
+                + (no_cgroups if mode == "unshare-user" else ""),
+                extra={"mode": mode},
+            )
+        elif mode == "none":
+            log.critical(
+                "RUNNING SUBMISSIONS WITHOUT ISOLATION (MONACO_SANDBOX=none, MONACO_ALLOW_UNISOLATED=true): "
+                "programs have the network, the file system and the environment of the service's own user. "
+                "Never expose this."
+            )
+        return mode
+
+    def _working_nsrun(self) -> Path:
+        """The installed nsrun, once it has built a sandbox here; SandboxUnavailable says why not."""
+        if os.geteuid() != 0:
+            raise SandboxUnavailable(
+                "MONACO_SANDBOX=auto needs root (nsrun makes namespaces, mounts and cgroups and switches to the "
+                "sandbox uids): run Monaco as root, or set MONACO_SANDBOX=unshare to accept the weaker "
+                "user-namespace sandbox"
+            )
+        try:
+            nsrun = binary("nsrun")
+        except NativeMissing as exc:
+            raise SandboxUnavailable(f"MONACO_SANDBOX=auto: {exc}") from None
+        self.root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = self.root_dir / ".probe"
+        remove_tree(probe)
+        (probe / "src").mkdir(parents=True)
+        (probe / "build").mkdir()
+        argv = [str(nsrun), str(probe), "run", str(self.settings.sandbox_uid_base), "1", "", "--", "/bin/true"]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": SANDBOX_PATH})
+            said = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+            failure = "" if done.returncode == 0 else said[-1]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            failure = str(exc)
+        finally:
+            remove_tree(probe)
+        if failure:
+            raise SandboxUnavailable(f"MONACO_SANDBOX=auto: {nsrun} cannot build a sandbox here: {failure}")
+        return nsrun
+
+    def _unshare_mode(self) -> str:
+        ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc"]
+        for mode, argv in (
+            ("unshare-root", [self._unshare, *ns, "true"]),
+            ("unshare-user", [self._unshare, "--user", "--map-root-user", *ns, "true"]),
+        ):
+            if (mode == "unshare-root") == (os.geteuid() == 0) and self._probe(argv):
+                return mode
+        raise SandboxUnavailable(
+            "MONACO_SANDBOX=unshare: `unshare` could not create network, PID and mount namespaces "
+            "(run as root, or enable unprivileged user namespaces)"
+        )
 
     def _probe(self, argv: list[str]) -> bool:
         try:
@@ -151,27 +207,8 @@ class Sandbox:
             return False
         return done.returncode == 0
 
-    def _choose_mode(self) -> str:
-        wanted = self.settings.sandbox
-        ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc"]
-        if wanted in ("auto", "unshare"):
-            if os.geteuid() == 0 and self._probe([self._unshare, *ns, "true"]):
-                return "unshare-root"
-            if self._probe([self._unshare, "--user", "--map-root-user", *ns, "true"]):
-                return "unshare-user"
-        if self.settings.allow_unisolated:
-            log.critical(
-                "RUNNING SUBMISSIONS WITHOUT ISOLATION (MONACO_ALLOW_UNISOLATED=true): programs have the "
-                "network, see this machine's processes and run as the service's own user. Never expose this."
-            )
-            return "none"
-        raise SandboxUnavailable(
-            "cannot isolate programs here: `unshare` could not create network, PID and mount namespaces "
-            "(run as root, or enable unprivileged user namespaces). Set MONACO_ALLOW_UNISOLATED=true only "
-            "for a throwaway development machine."
-        )
-
     def close(self) -> None:
+        self._remover.stop()
         if self.cgroups is not None:
             self.cgroups.close()
 
@@ -190,7 +227,7 @@ class Sandbox:
         return base
 
     def cleanup(self, base: Path) -> None:
-        shutil.rmtree(base, ignore_errors=True)
+        self._remover.discard(base)
 
     def uid_for(self, slot: int) -> int | None:
         return self.settings.sandbox_uid_base + slot if self.mode in ("nsrun", "unshare-root") else None

@@ -57,6 +57,7 @@ ensure_host_tools() {
 	command -v debootstrap >/dev/null || missing+=(debootstrap)
 	command -v gcc >/dev/null || missing+=(gcc)
 	[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
+	command -v musl-gcc >/dev/null || missing+=(musl-tools) # the static monaco-init in the monaco wheel
 	$PY -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 	command -v flock >/dev/null || missing+=(util-linux)
 	[ ${#missing[@]} = 0 ] && return 0
@@ -169,8 +170,9 @@ monaco_tree_key() { # the working tree of the monaco distribution (tracked or no
 		cd "$REPO"
 		{
 			find core api operator -type f \
-				! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' 2>/dev/null
+				! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' ! -path '*/bin/*' 2>/dev/null
 			[ -f pyproject.toml ] && echo pyproject.toml
+			[ -f setup.py ] && echo setup.py
 		} | LC_ALL=C sort | while IFS= read -r f; do
 			printf '%s\0' "$f"
 			sha256sum <"$f"
@@ -351,7 +353,8 @@ post_node() {
 }
 
 # The api/operator image: Debian's python3, the dependencies of the monaco distribution (resolved from
-# pyproject.toml) and a wheel of the working tree. Two stages: the rootfs with python3 and the
+# pyproject.toml) and a wheel of the working tree, whose build compiles Monaco's native binaries here on
+# the host (nsrun against the host's glibc, the same Debian suite; monaco-init static). Two stages: the rootfs with python3 and the
 # dependencies is cached as a tar keyed by the dependency list, so a code change only rebuilds the
 # wheel and repacks (seconds), and a dependency change reinstalls them.
 MANYLINUX=(--platform manylinux2014_x86_64)
@@ -403,7 +406,8 @@ monaco_rootfs() { # monaco_rootfs ROOT TMP: fills cfg
 	mkdir -p "$src" "$tmp/wheel"
 	# shellcheck disable=SC2046
 	(cd "$REPO" && tar -cf - --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
-		pyproject.toml core api operator $(ls README* LICENSE* 2>/dev/null)) | tar -C "$src" -xf -
+		--exclude=core/bin --exclude=api/local/bin \
+		pyproject.toml core api operator $(ls setup.py README* LICENSE* 2>/dev/null)) | tar -C "$src" -xf -
 	# pyproject.toml names README.md as the long description; a tree without one still builds.
 	[ -e "$src/README.md" ] || echo "Monaco" >"$src/README.md"
 	log "monaco: building the wheel of $REPO"
@@ -411,8 +415,15 @@ monaco_rootfs() { # monaco_rootfs ROOT TMP: fills cfg
 		tail -n 30 "$tmp/wheel.log" >&2
 		die "monaco: pip wheel failed"
 	}
-	pip_target "$root" "$tmp" "$tmp/pip.log" --no-deps "$tmp"/wheel/*.whl
+	# The wheel carries native code: tagged py3-none-linux_<arch>, not manylinux.
+	pip_target "$root" "$tmp" "$tmp/pip.log" --no-deps --platform "linux_$(uname -m)" "$tmp"/wheel/*.whl
 	in_chroot "$root" python3 -m compileall -q /opt/monaco/site/monaco >/dev/null
+	local native
+	for native in api/local/nsrun core/monaco-init; do
+		[ -f "$REPO/$native.c" ] || continue
+		in_chroot "$root" test -x "/opt/monaco/site/monaco/$(dirname "$native")/bin/$(basename "$native")" ||
+			die "monaco: the image lacks the native binary $(basename "$native")"
+	done
 	if [ -f "$REPO/core/__init__.py" ]; then
 		in_chroot "$root" env PYTHONPATH=/opt/monaco/site python3 -c 'import monaco.core' ||
 			die "monaco: 'import monaco.core' fails in the image"
