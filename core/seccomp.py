@@ -4,7 +4,7 @@
 tests/test_seccomp.py fails when that copy drifts from `render()`. With the chart's
 `sandbox.seccompProfile: monaco/sandbox-v1.json` the kubelet hands it to the container runtime as a
 Localhost profile; `python -m monaco.core.seccomp install SRC DEST` is what the chart's
-`seccompInstaller` DaemonSet runs to put the file on every node.
+`seccompInstaller` DaemonSet runs to put the file on every node (and `check SRC DEST` its probe).
 
 An allowlist, not a denylist: it replaces RuntimeDefault, so it must stand on its own, and a syscall
 that a future kernel adds (as io_uring was, in 5.1) stays closed until someone opens it here. The list
@@ -202,6 +202,11 @@ def install(src: Path, dest: Path) -> list[Path]:
     return installed
 
 
+def installed(src: Path, dest: Path) -> bool:
+    """Whether every profile in `src` is in `dest`, byte for byte (the installer's startup probe)."""
+    return all((dest / p.name).is_file() and (dest / p.name).read_bytes() == p.read_bytes() for p in src.glob("*.json"))
+
+
 def _install_and_wait(src: Path, dest: Path) -> int:
     """The DaemonSet's container: install, then stay up (a DaemonSet pod that exits is restarted) until
     told to stop. A ConfigMap change rolls the pods (a checksum annotation), which install again."""
@@ -215,11 +220,12 @@ def _install_and_wait(src: Path, dest: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["install"]:
+    if args[:1] in (["install"], ["check"]):
         if len(args) != 3:
-            print("usage: python -m monaco.core.seccomp install SRC DEST", file=sys.stderr)
+            print(f"usage: python -m monaco.core.seccomp {args[0]} SRC DEST", file=sys.stderr)
             return 2
-        return _install_and_wait(Path(args[1]), Path(args[2]))
+        src, dest = Path(args[1]), Path(args[2])
+        return _install_and_wait(src, dest) if args[0] == "install" else int(not installed(src, dest))
     for path in write(Path(args[0]) if args else Path.cwd()):
         print(f"wrote {path}")
     return 0
