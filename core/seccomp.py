@@ -16,7 +16,8 @@ from calls it does not know, and `clone3` answers ENOSYS so that libc falls back
 flags the filter can see.
 
 The format is the OCI runtime spec's LinuxSeccomp, which containerd reads for a Localhost profile as
-is; CRI-O and the Security Profiles Operator read the same fields. Native architectures only: on
+is; CRI-O reads the same fields, and a Security Profiles Operator SeccompProfile takes all but
+defaultErrnoRet (whose value, EPERM, is the runtimes' default anyway). Native architectures only: on
 x86_64 the i386 (`int 0x80`) and x32 entry points stay shut, on aarch64 the 32-bit arm one.
 """
 

@@ -269,7 +269,9 @@ def test_install_copies_every_profile_whole(tmp_path: Path) -> None:
     (src / seccomp.FILE_NAME).write_text(seccomp.render_json())
     (src / "README").write_text("not a profile")
     (dest / seccomp.FILE_NAME).write_text("{}")  # an older one is replaced
+    assert not seccomp.installed(src, dest)
     assert seccomp.install(src, dest) == [dest / seccomp.FILE_NAME]
+    assert seccomp.installed(src, dest)
     assert sorted(p.name for p in dest.iterdir()) == [seccomp.FILE_NAME]  # no partial file left
     assert (dest / seccomp.FILE_NAME).read_text() == seccomp.render_json()
     assert (dest / seccomp.FILE_NAME).stat().st_mode & 0o777 == 0o644
@@ -290,5 +292,6 @@ def test_install_waits_for_sigterm(tmp_path: Path) -> None:
     with subprocess.Popen([sys.executable, "-P", "-m", "monaco.core.seccomp", "install", str(src), str(dest)],
                           stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout and proc.stdout.readline() == f"installed {dest / seccomp.FILE_NAME}\n"
+        assert seccomp.main(["check", str(src), str(dest)]) == 0  # the startup probe
         proc.terminate()
         assert proc.wait(10) == 0

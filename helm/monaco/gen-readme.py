@@ -220,7 +220,7 @@ helm install monaco helm/monaco -n monaco --create-namespace -f helm/values-loca
   on every node sandbox pods may use, under the kubelet's seccomp root; then name it:
 
   ```sh
-  helm upgrade monaco helm/monaco -n monaco --reuse-values \
+  helm upgrade monaco helm/monaco -n monaco --reuse-values \\
     --set seccompInstaller.enabled=true --set sandbox.seccompProfile=monaco/sandbox-v1.json
   ```
 
@@ -232,8 +232,9 @@ helm install monaco helm/monaco -n monaco --create-namespace -f helm/values-loca
   the release namespace must allow the privileged Pod Security level, and on SELinux-enforcing nodes a
   container may not be allowed to write there at all. The other ways to get the file onto the nodes: bake
   it into the node image, or let the [Security Profiles Operator](https://github.com/kubernetes-sigs/security-profiles-operator)
-  do it with a `SeccompProfile` holding the same JSON, which it writes as `operator/<namespace>/<name>.json`:
-  set `sandbox.seccompProfile` to that path. A sandbox pod whose profile is missing on its node never
+  do it with a `SeccompProfile` whose spec has the file's `defaultAction`, `architectures` and `syscalls`
+  (EPERM is the default errno), which it writes as `operator/<namespace>/<name>.json`: set
+  `sandbox.seccompProfile` to that path. A sandbox pod whose profile is missing on its node never
   starts, and its run ends as `system_error` after `startDeadlineSeconds`. Uninstalling leaves the
   files on the nodes.
 - **Tighter egress**: by default the API and the operator may open connections to any address, but only
