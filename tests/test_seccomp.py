@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -212,6 +213,24 @@ def test_refused_calls_fail_as_the_profile_says(libseccomp: ctypes.CDLL) -> None
     assert got.pop("clone3") == "ENOSYS"
     assert got.pop("socket_inet") == got.pop("getpid") == "ok"
     assert got == {name: "EPERM" for name in got}
+
+
+I386_GETPID = """#include <stdio.h>
+int main(void) { long r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory"); printf("%ld\\n", r); }
+"""
+
+
+@needs_x86_64
+def test_the_i386_entry_point_is_shut(libseccomp: ctypes.CDLL, tmp_path: Path) -> None:
+    """Only the native architecture is named: a 32-bit syscall from a 64-bit process kills it."""
+    if not shutil.which("gcc"):
+        pytest.skip("gcc not installed")
+    (tmp_path / "m.c").write_text(I386_GETPID)
+    subprocess.run(["gcc", "-o", tmp_path / "m", tmp_path / "m.c"], check=True, timeout=60)
+    assert subprocess.run([tmp_path / "m"], capture_output=True, timeout=10).returncode == 0  # works unfiltered
+    load = loader(libseccomp, seccomp.render())
+    proc = subprocess.run([tmp_path / "m"], capture_output=True, timeout=10, preexec_fn=load)
+    assert proc.returncode == -signal.SIGSYS
 
 
 SOURCES = {
