@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +17,9 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from monaco.core.languages import Registry
+
+# A Localhost profile's path under the kubelet's seccomp root: relative, no component starting with a dot.
+SECCOMP_LOCALHOST_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 
 
 def _env(name: str, *, seed: bool = False) -> Any:
@@ -75,6 +79,9 @@ class Settings(BaseSettings):
     sandbox_work_mb: int = Field(64, ge=1, validation_alias=_env("SANDBOX_WORK_MB"))
     # CPU of each sandbox container (requests == limits): a Kubernetes quantity such as 500m or 1.
     sandbox_cpu: str = Field("500m", pattern=r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$", validation_alias=_env("SANDBOX_CPU"))
+    # Seccomp profile of sandbox pods: RuntimeDefault, or the path of a Localhost profile under the kubelet's
+    # seccomp root, such as monaco/sandbox-v1.json (core/seccomp.py; the chart's seccompInstaller puts it there).
+    sandbox_seccomp_profile: str = Field("RuntimeDefault", validation_alias=_env("SANDBOX_SECCOMP_PROFILE"))
     sandbox_labels: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_LABELS"))
     sandbox_annotations: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_ANNOTATIONS"))
     health_port: int = Field(8081, ge=1, le=65535, validation_alias=_env("HEALTH_PORT"))
@@ -90,6 +97,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("sandbox_seccomp_profile")
+    @classmethod
+    def _seccomp_profile(cls, value: str) -> str:
+        if value == "RuntimeDefault" or (value != "Unconfined" and SECCOMP_LOCALHOST_PATH.fullmatch(value)):
+            return value
+        raise ValueError(
+            f"{value!r} is neither RuntimeDefault nor a profile path under the kubelet's seccomp root such as "
+            "monaco/sandbox-v1.json (relative, no '..', letters, digits, '.', '_' and '-'); Unconfined is not offered"
+        )
 
     @field_validator("image_pull_secrets", mode="before")
     @classmethod

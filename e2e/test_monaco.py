@@ -356,6 +356,61 @@ def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Any, release: Non
                 kubectl.run("delete", "namespace", n, "--wait=false", check=False)
 
 
+# ---- a stricter seccomp profile, put on the node by the chart --------------------------------------
+IO_URING = """
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)  # struct io_uring_params, zeroed
+fd = libc.syscall(425, 1, params)  # io_uring_setup: 425 on x86_64 and aarch64 alike
+print("io_uring_setup:", "open" if fd >= 0 else errno.errorcode.get(ctypes.get_errno(), "?"))
+"""
+LOCALHOST_PROFILE = "monaco/sandbox-v1.json"
+
+
+def _kubelet_root_dir(kubectl: Any) -> str:
+    """The local cluster's kubelet runs with --root-dir=$STATE/kubelet/root (e2e/cluster/up.sh), and the
+    marker names $STATE; elsewhere (kind) the kubelet's default."""
+    state = kubectl.marker.get("state")
+    return f"{state}/kubelet/root" if state else "/var/lib/kubelet"
+
+
+def _sandbox_seccomp_profiles(kubectl: Any) -> list[dict[str, str]]:
+    pods = kubectl.json("get", "pods", "-n", SANDBOX_NS, "-l", "app.kubernetes.io/component=sandbox")["items"]
+    return [p["spec"]["securityContext"].get("seccompProfile", {}) for p in pods]
+
+
+def test_stricter_seccomp_profile_closes_io_uring(api: httpx.Client, kubectl: Any) -> None:
+    """seccompInstaller copies the profile to the node, sandbox.seccompProfile names it: io_uring is EPERM
+    and every language still runs; then back to RuntimeDefault."""
+    before = run(api, "python", IO_URING)
+    assert before["verdict"] == "ok", before
+    upgrade = ["upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", VALUES, "--set", f"maxWorkers={MAX_WORKERS}"]
+    helm(*upgrade, "--set", "seccompInstaller.enabled=true",
+         "--set", f"seccompInstaller.kubeletRootDir={_kubelet_root_dir(kubectl)}",
+         "--set", f"sandbox.seccompProfile={LOCALHOST_PROFILE}", "--wait", "--timeout", "300s")
+    try:  # --wait: the installer's pod is ready once the profile is on the node, the new operator is up
+        programs = [("python", IO_URING, "")] + [(lang, HELLO[lang], "world\n") for lang in HELLO]
+        if "javascript" in [lang["name"] for lang in api.get("/languages").json()["languages"]]:
+            programs.append(("javascript", "console.log('hello ' + require('fs').readFileSync(0, 'utf8').trim())",
+                             "world\n"))
+        ids = [api.post("/submit", json={"language": lang, "code": code, "input": stdin}).json()["id"]
+               for lang, code, stdin in programs]
+        wait_until_blocking(lambda: {"type": "Localhost", "localhostProfile": LOCALHOST_PROFILE}
+                   in _sandbox_seccomp_profiles(kubectl), 120, "a sandbox pod under the Localhost profile", POLL)
+        probe, *hellos = [finished(api, sid) for sid in ids]
+        assert probe["verdict"] == "ok", probe
+        assert probe["output"] == "io_uring_setup: EPERM\n", f"under RuntimeDefault: {before['output']!r}; now {probe}"
+        for (lang, _, _), result in zip(programs[1:], hellos, strict=True):
+            assert (result["verdict"], result["output"]) == ("ok", "hello world\n"), (lang, result)
+    finally:
+        helm(*upgrade, "--wait", "--timeout", "300s")
+    op = kubectl.json("get", "deployment", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
+    env = {e["name"]: e.get("value") for e in op["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MONACO_SANDBOX_SECCOMP_PROFILE"] == "RuntimeDefault"
+    installer = "app.kubernetes.io/component=seccomp-installer"
+    assert not kubectl.json("get", "daemonsets", "-n", NAMESPACE, "-l", installer)["items"]
+
+
 # ---- the lifecycle: upgrade with queued work, then uninstall --------------------------------------
 def test_upgrade_takes_effect_without_losing_queued_work(api: httpx.Client, kubectl: Any) -> None:
     ids = [

@@ -121,6 +121,13 @@ def _security_context() -> dict[str, Any]:
     }
 
 
+def _seccomp_profile(settings: Settings) -> dict[str, str]:
+    """RuntimeDefault, or a Localhost profile (e.g. core/seccomp.py's, on the nodes by the chart's installer)."""
+    if settings.sandbox_seccomp_profile == "RuntimeDefault":
+        return {"type": "RuntimeDefault"}
+    return {"type": "Localhost", "localhostProfile": settings.sandbox_seccomp_profile}
+
+
 def _env(values: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in values.items()]
 
@@ -190,7 +197,7 @@ def build_pod_spec(sub: Submission, settings: Settings) -> dict[str, Any]:
             "runAsUser": uid,
             "runAsGroup": uid,
             "fsGroup": uid,
-            "seccompProfile": {"type": "RuntimeDefault"},
+            "seccompProfile": _seccomp_profile(settings),
         },
         "containers": [_run_container(sub, settings)],
         "volumes": volumes,

@@ -25,9 +25,11 @@ from typing import Any
 import pytest
 import yaml
 
-from monaco.core import resource
+from monaco.core import resource, seccomp
 from monaco.core.languages import Registry
 from monaco.core.settings import Settings
+from monaco.operator import builders
+from monaco.operator.submission import from_body
 
 ROOT = Path(__file__).resolve().parents[1]
 HELM_DIR = ROOT / "helm"
@@ -521,6 +523,12 @@ def test_autoscaling_needs_a_metric(helm: list[str]) -> None:
     (["--set", "languages.python.imagePullPolicy=Sometimes"], "languages.python.imagePullPolicy"),
     (["--set", "defaultLanguage=ruby"], "defaultLanguage"),
     (["--set", "languages.python=null"], "defaultLanguage"),
+    (["--set", "sandbox.seccompProfile=Unconfined"], "sandbox.seccompProfile"),
+    (["--set", "sandbox.seccompProfile=/var/lib/kubelet/seccomp/x.json"], "sandbox.seccompProfile"),
+    (["--set", "sandbox.seccompProfile=monaco/../x.json"], "sandbox.seccompProfile"),
+    (["--set", "seccompInstaller.enabled=true", "--set", "sandbox.seccompProfile=monaco/v9.json"],
+     "sandbox.seccompProfile"),
+    (["--set", "seccompInstaller.kubeletRootDir=var/lib/kubelet"], "seccompInstaller.kubeletRootDir"),
 ])
 def test_wrong_values_are_rejected_by_name(helm: list[str], args: list[str], names: str) -> None:
     proc = run_helm(helm, "template", RELEASE, str(CHART), *args, check=False)
@@ -553,6 +561,55 @@ def test_notes_tell_how_to_submit(helm: list[str], tmp_path: Path) -> None:
         notes = yaml.safe_load(out)["data"]["notes"]
         assert all(e in notes for e in expect), notes
         assert 'curl -s -X POST "$MONACO_URL/submit"' in notes and "/result?id=" in notes
+
+
+def test_seccomp_installer_only_when_enabled(helm: list[str]) -> None:
+    assert not by_kind(render(helm, "default"), "DaemonSet")
+    docs = render(helm, "all-on")
+    values = merged_values("all-on")
+    [ds] = by_kind(docs, "DaemonSet").values()
+    assert ds["metadata"]["name"] == "monaco-seccomp-installer" and ds["metadata"]["namespace"] == NAMESPACE
+    profiles = one(docs, "ConfigMap", "monaco-seccomp-installer")["data"]
+    assert profiles == {seccomp.FILE_NAME: seccomp.render_json()}
+    pod = ds["spec"]["template"]["spec"]
+    # least privilege: root for a root-owned host directory, and nothing more
+    assert pod["securityContext"] == {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["automountServiceAccountToken"] is False
+    [ctr] = pod["containers"]
+    assert ctr["securityContext"] == {"privileged": False, "allowPrivilegeEscalation": False,
+                                      "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert ctr["command"] == ["python3", "-m", "monaco.core.seccomp", "install", "/profiles", "/seccomp/monaco"]
+    assert ctr["image"] == container(one(docs, "Deployment", "monaco-operator"))["image"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert [v for v in volumes.values() if "hostPath" in v] == [volumes["seccomp"]]
+    assert volumes["seccomp"]["hostPath"] == {"path": "/var/lib/k0s/kubelet/seccomp/monaco",  # trailing / trimmed
+                                              "type": "DirectoryOrCreate"}
+    assert volumes["profiles"]["configMap"]["name"] == "monaco-seccomp-installer"
+    # on every node a sandbox pod may use
+    sandbox = values["sandbox"]
+    assert pod["nodeSelector"] == sandbox["nodeSelector"] and pod["tolerations"] == sandbox["tolerations"]
+    assert pod["affinity"] == {"nodeAffinity": sandbox["affinity"]["nodeAffinity"]}
+    # a new profile rolls the pods, which copy it again
+    assert ds["spec"]["template"]["metadata"]["annotations"]["checksum/seccomp"]
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_sandbox_pods_follow_the_seccomp_value(helm: list[str], value_set: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = render(helm, value_set)
+    (tmp_path / "languages.yaml").write_text(one(docs, "ConfigMap", "monaco-languages")["data"]["languages.yaml"])
+    env = env_of(one(docs, "Deployment", "monaco-operator"))
+    settings = settings_from({k: v for k, v in env.items() if k.startswith("MONACO_") or k in SETTINGS_ENV},
+                             tmp_path / "languages.yaml", monkeypatch)
+    expected = merged_values(value_set)["sandbox"]["seccompProfile"]
+    assert settings.sandbox_seccomp_profile == expected
+    assert "MONACO_SANDBOX_SECCOMP_PROFILE" not in env_of(one(docs, "Deployment", "monaco-api"))
+    sub = from_body({"metadata": {"name": "s1", "namespace": settings.namespace, "uid": "u1"},
+                     "spec": {"language": settings.default_language, "code": "x"}}, settings.registry)
+    profile = builders.build_pod_spec(sub, settings)["securityContext"]["seccompProfile"]
+    assert profile == ({"type": "RuntimeDefault"} if expected == "RuntimeDefault"
+                       else {"type": "Localhost", "localhostProfile": expected})
 
 
 def test_crds_are_the_generated_ones(helm: list[str]) -> None:

@@ -154,7 +154,9 @@ This chart installs:
   [Upgrade](#upgrade)).
 - **release namespace**: the API (Deployment, Service, optional Ingress and HorizontalPodAutoscaler,
   PodDisruptionBudget), the operator (Deployment: one replica, `Recreate`), their ServiceAccounts, the
-  `<fullname>-languages` ConfigMap (the language registry) and NetworkPolicies for both.
+  `<fullname>-languages` ConfigMap (the language registry) and NetworkPolicies for both; and, when
+  `seccompInstaller.enabled`, the DaemonSet that puts Monaco's seccomp profile on the nodes, with its
+  ConfigMap.
 - **sandbox namespace** (`<release>-sandbox` by default): the namespace itself when
   `sandbox.namespace.create` (labelled `pod-security.kubernetes.io/enforce: restricted`), a deny-all
   NetworkPolicy, and the Roles and RoleBindings of the API and the operator.
@@ -211,6 +213,30 @@ helm install monaco helm/monaco -n monaco --create-namespace -f helm/values-loca
 - **Stronger isolation**: `sandbox.runtimeClassName: gvisor` (or `kata`), and sandboxes on dedicated
   nodes with `sandbox.nodeSelector`, `sandbox.tolerations` and `sandbox.affinity`. Private language
   images: `sandbox.imagePullSecrets` names Secrets that must exist in the sandbox namespace.
+- **A stricter seccomp profile**: `RuntimeDefault` is the container runtime's profile, and some (Debian's
+  containerd 1.6, for one) leave io_uring open. The chart ships Monaco's own, `files/seccomp/sandbox-v1.json`
+  (generated from `core/seccomp.py`): an allowlist that also refuses io_uring, tracing and other
+  processes' memory, new namespaces, keyrings, bpf, perf, userfaultfd and vsock sockets. The file must be
+  on every node sandbox pods may use, under the kubelet's seccomp root; then name it:
+
+  ```sh
+  helm upgrade monaco helm/monaco -n monaco --reuse-values \\
+    --set seccompInstaller.enabled=true --set sandbox.seccompProfile=monaco/sandbox-v1.json
+  ```
+
+  `seccompInstaller` is a DaemonSet in the release namespace (the sandbox namespace's restricted level
+  forbids it) with the sandboxes' node selector, tolerations and node affinity; it copies the profiles to
+  `<kubeletRootDir>/seccomp/monaco/` (set `seccompInstaller.kubeletRootDir` when the kubelet's
+  `--root-dir` is not `/var/lib/kubelet`). It runs as root, because that directory is root's, and with
+  nothing else: no capabilities, no privilege escalation, a read-only root and that one `hostPath`; so
+  the release namespace must allow the privileged Pod Security level, and on SELinux-enforcing nodes a
+  container may not be allowed to write there at all. The other ways to get the file onto the nodes: bake
+  it into the node image, or let the [Security Profiles Operator](https://github.com/kubernetes-sigs/security-profiles-operator)
+  do it with a `SeccompProfile` whose spec has the file's `defaultAction`, `architectures` and `syscalls`
+  (EPERM is the default errno), which it writes as `operator/<namespace>/<name>.json`: set
+  `sandbox.seccompProfile` to that path. A sandbox pod whose profile is missing on its node never
+  starts, and its run ends as `system_error` after `startDeadlineSeconds`. Uninstalling leaves the
+  files on the nodes.
 - **Tighter egress**: by default the API and the operator may open connections to any address, but only
   on `networkPolicy.kubeApiPorts` (443, 6443). Set `networkPolicy.kubeApiCIDRs` to the API server's
   addresses (`kubectl get endpoints kubernetes -n default`, plus the `kubernetes` Service IP) to allow

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from monaco.core import seccomp
 from monaco.core.settings import Settings
 from monaco.operator import builders, names
 from monaco.operator.submission import SpecError, Submission, from_body
@@ -210,6 +211,25 @@ def test_labels_annotations_and_placement_from_settings(settings: Settings) -> N
     assert template["metadata"]["annotations"]["note"] == "x"
 
 
+@pytest.mark.parametrize(("profile", "expected"), [
+    ("RuntimeDefault", {"type": "RuntimeDefault"}),
+    (seccomp.LOCALHOST_PROFILE, {"type": "Localhost", "localhostProfile": "monaco/sandbox-v1.json"}),
+])
+def test_seccomp_profile_from_settings(settings: Settings, profile: str, expected: dict[str, str]) -> None:
+    settings = settings.model_copy(update={"sandbox_seccomp_profile": profile})
+    pod = builders.build_job(sub_of(settings, language="c"), settings)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["seccompProfile"] == expected
+    # the pod's profile covers both containers: none of them names another
+    assert all("seccompProfile" not in c["securityContext"] for c in all_containers(pod))
+
+
+@pytest.mark.parametrize("value", ["Unconfined", "/var/lib/kubelet/seccomp/x.json", "../x.json", "monaco/../x",
+                                   "", "monaco//x.json", ".hidden.json"])
+def test_seccomp_profile_refuses_what_is_no_relative_profile_path(value: str) -> None:
+    with pytest.raises(ValueError, match="sandbox_seccomp_profile"):
+        Settings(sandbox_seccomp_profile=value)
+
+
 def test_placement_is_absent_by_default(settings: Settings) -> None:
     pod = builders.build_job(sub_of(settings), settings)["spec"]["template"]["spec"]
     for key in ("runtimeClassName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets"):
@@ -226,10 +246,12 @@ SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.i
                 "net.ipv4.tcp_keepalive_probes"}
 
 
-@pytest.fixture(params=["python", "c", "java", "cpp"])
+@pytest.fixture(params=[(language, profile) for language in ("python", "c", "java", "cpp")
+                        for profile in ("RuntimeDefault", seccomp.LOCALHOST_PROFILE)], ids=lambda p: "-".join(p))
 def pod_spec(request: pytest.FixtureRequest, settings: Settings) -> dict[str, Any]:
-    job = builders.build_job(sub_of(settings, language=request.param), settings)
-    spec: dict[str, Any] = job["spec"]["template"]["spec"]
+    language, profile = request.param
+    settings = settings.model_copy(update={"sandbox_seccomp_profile": profile})
+    spec: dict[str, Any] = builders.build_job(sub_of(settings, language=language), settings)["spec"]["template"]["spec"]
     return spec
 
 
@@ -284,10 +306,10 @@ def test_pss_proc_mount_and_sysctls(pod_spec: dict[str, Any]) -> None:
     assert {s["name"] for s in pod_spec["securityContext"].get("sysctls") or []} <= SAFE_SYSCTLS
 
 
-def test_pss_seccomp_runtime_default(pod_spec: dict[str, Any]) -> None:
-    assert pod_spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+def test_pss_seccomp_runtime_default_or_localhost(pod_spec: dict[str, Any]) -> None:
+    assert pod_spec["securityContext"]["seccompProfile"]["type"] in ("RuntimeDefault", "Localhost")
     for c in all_containers(pod_spec):
-        assert (c["securityContext"].get("seccompProfile") or {}).get("type") in (None, "RuntimeDefault")
+        assert (c["securityContext"].get("seccompProfile") or {}).get("type") in (None, "RuntimeDefault", "Localhost")
 
 
 def test_pss_no_privilege_escalation(pod_spec: dict[str, Any]) -> None:
