@@ -97,14 +97,18 @@ class Sandbox:
         # Private to the service: each sandbox sees only its own run, bound in at /tmp/.monaco.
         self.root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root_dir, 0o700)
-        tmp_init = self._init.with_suffix(".tmp")
-        shutil.copyfile(binary("monaco-init"), tmp_init)
-        os.chmod(tmp_init, 0o555)
-        tmp_init.rename(self._init)
         # Nothing runs yet: whatever dirs are here were left by a crash. Only moved aside now; removed
         # in the background, so that no tree a program made can keep the service from starting.
         self._remover.discard_stale()
         self.mode = self._choose_mode()
+        try:  # the runner, PID 1 of every sandbox: hard-linked into each run's src/
+            runner = binary("monaco-init")
+        except NativeMissing as exc:
+            raise SandboxUnavailable(str(exc)) from None
+        tmp_init = self._init.with_suffix(".tmp")
+        shutil.copyfile(runner, tmp_init)
+        os.chmod(tmp_init, 0o555)
+        tmp_init.rename(self._init)
         if self.mode in ("nsrun", "unshare-root"):
             self.cgroups = Cgroups.detect(str(self.root_dir.resolve()))
         log.info(
