@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 from pydantic.alias_generators import to_camel
 
 
@@ -37,16 +38,35 @@ class Verdict(StrEnum):
         return Status.COMPLETED if self is Verdict.OK else Status.FAILED
 
 
+def _unicode(value: str) -> str:
+    """JSON's `\\ud800` escapes can spell lone surrogates, which are no text: refuse them here, before
+    anything encodes the string (the sandbox's files, SQLite, the Kubernetes API server)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"holds a lone surrogate (\\u{ord(value[exc.start]):04x} at character {exc.start}); "
+            "send valid Unicode text"
+        ) from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_unicode)]
+
+
 class SubmitRequest(BaseModel):
-    """The body of POST /submit. Strict: a number where a string belongs is a 400, not a coercion."""
+    """The body of POST /submit. Strict: a string or a boolean where a number belongs is a 400, not a
+    coercion (an integer is a number, so `"timeoutSeconds": 5` is fine); and strings are valid Unicode."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel, strict=True)
 
-    language: StrictStr | None = Field(None, description="a name from GET /languages; DEFAULT_LANGUAGE if left out")
-    code: StrictStr = Field(description="the program's source code")
-    input: StrictStr = Field("", description="what the program reads on stdin")
-    timeout_seconds: float | None = Field(None, gt=0, strict=False, description="wall-clock limit of the run")
-    memory_mb: int | None = Field(None, gt=0, strict=True, description="memory limit of the run")
+    language: Text | None = Field(None, description="a name from GET /languages; DEFAULT_LANGUAGE if left out")
+    code: Text = Field(description="the program's source code")
+    input: Text = Field("", description="what the program reads on stdin")
+    timeout_seconds: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="wall-clock limit of the run, in seconds"
+    )
+    memory_mb: int | None = Field(None, gt=0, description="memory limit of the run, in MB")
 
 
 class Limits(BaseModel):

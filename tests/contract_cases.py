@@ -16,4 +16,13 @@ BAD_REQUESTS: list[tuple[str, str]] = [
     ('{"language": "python", "code": "x", "memoryMb": 99999}', "maximum for python is 512"),
     ('{"language": "python", "code": "x", "memoryMb": "lots"}', "'memoryMb'"),
     ('{"language": "python", "code": "x", "timeoutSeconds": -1}', "'timeoutSeconds'"),
+    ('{"language": "python", "code": "x", "timeoutSeconds": "5"}', "'timeoutSeconds'"),
+    ('{"language": "python", "code": "x", "timeoutSeconds": true}', "'timeoutSeconds'"),
+    ('{"language": "python", "code": "x", "memoryMb": true}', "'memoryMb'"),
+    ('{"language": "python", "code": "\\ud800"}', "lone surrogate"),
+    ('{"language": "python", "code": "x", "input": "\\udfff"}', "lone surrogate"),
+    ('{"language": "python", "code": "x", "memoryMb": ' + "7" * 5000 + "}", "5000 digits"),
+    ("[" * 100_000 + "]" * 100_000, "too deeply"),
+    ('{"language": "python", "code": "x", "timeoutSeconds": NaN}', "NaN"),
+    ('{"language": "python", "code": "x", "code": "y"}', "twice"),
 ]

@@ -701,7 +701,7 @@ async def test_the_http_contract_on_this_back_end(fake: FakeApiServer) -> None:
     try:
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://monaco") as http,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http,
         ):
             response = await http.post("/submit", json={"language": "python", "code": "print(1)"})
             assert response.status_code == 202, response.text
