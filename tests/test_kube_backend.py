@@ -418,7 +418,9 @@ async def test_submit_creates_the_resource_and_its_status_flows_back_through_the
         assert done is not None and done.status is Status.COMPLETED and done.outcome is not None
         assert done.outcome.verdict is Verdict.OK and done.outcome.output == "input\n"
         assert (done.outcome.exit_code, done.outcome.execution_ms, done.outcome.memory_kb) == (0, 12.5, 9000)
-        assert done.result_body()["executionTime"] == 12.5
+        assert done.result_body()["executionTime"] == 13 and done.result_body()["executionTimeMs"] == 12.5
+        # the seed's totalTime: completedAt - queuedAt, the queue included (status queuedAt 03:04:06.250)
+        assert done.result_body()["totalTime"] == 1750
 
         fake.set_status(sid, message="same result, patched again")
         await caught_up(backend, fake)
