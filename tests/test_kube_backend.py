@@ -32,6 +32,7 @@ from kubernetes import client
 from monaco.api import kube_cache
 from monaco.api.app import create_app
 from monaco.api.backend import NotCancellable, QueueFull, StoreUnavailable
+from monaco.api.drain import DrainRate
 from monaco.api.kube import KubernetesBackend
 from monaco.api.metrics import Metrics
 from monaco.core import crd
@@ -471,11 +472,27 @@ async def test_queue_size_is_enforced_from_the_cache(fake: FakeApiServer) -> Non
         await python(backend)
         with pytest.raises(QueueFull) as full:
             await python(backend)
-        assert full.value.retry_after >= 1
+        assert full.value.retry_after == DrainRate.fallback  # no finish seen yet
         assert len(fake.objects) == 3, "a refused submission must not be created"
         fake.set_status(first, phase="running")
         await eventually(lambda: _status(backend, first, Status.RUNNING), "running")
         await python(backend)  # one left the queue, so there is room again
+
+
+async def test_retry_after_follows_the_finishes_the_watch_sees(fake: FakeApiServer) -> None:
+    fake.add("finished-long-ago", {"phase": "completed", "verdict": "ok", "completedAt": "2026-01-02T03:04:09Z"})
+    async with started(fake, queue_size=2, max_workers=1) as backend:
+        assert backend.cache.drain.per_second() is None, "a listed result is no finish seen now"
+        first = await python(backend)
+        await python(backend)
+        fake.set_status(first, phase="completed", verdict="ok", completedAt="2026-01-02T03:04:09Z")
+        await eventually(lambda: _status(backend, first, Status.COMPLETED), "completed")
+        assert backend.cache.drain.per_second() is not None
+        backend.cache.drain.began -= 600  # as if the watch had run for long: 1 finish in the last 60 s
+        await python(backend)
+        with pytest.raises(QueueFull) as full:
+            await python(backend)
+        assert full.value.retry_after == 120  # 2 waiting at 1/60 per second
 
 
 async def test_a_validation_error_of_the_api_server_is_a_value_error(fake: FakeApiServer) -> None:
