@@ -5,10 +5,7 @@ hand-picked cases; this looks for the ones nobody thought of.)"""
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import free_port, server
+from tests.support import served
 
 pytestmark = [pytest.mark.slow]
 
@@ -52,15 +49,9 @@ CONTENT_TYPES = st.sampled_from(["application/json", "application/json; charset=
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    data_dir = Path("/var/lib/monaco-test") / uuid.uuid4().hex
-    data_dir.mkdir(parents=True)
-    port = free_port()
-    try:
-        # A queue of two: the few random bodies that are valid submissions stay cheap.
-        with server(data_dir, port, MAX_WORKERS="1", QUEUE_SIZE="2"):
-            yield f"http://127.0.0.1:{port}"
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    # A queue of two: the few random bodies that are valid submissions stay cheap.
+    with served(MAX_WORKERS="1", QUEUE_SIZE="2") as url:
+        yield url
 
 
 def _refused_well(response: httpx.Response) -> None:

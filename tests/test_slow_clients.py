@@ -5,18 +5,15 @@ capped, and a normal client is served all the while."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import free_port, server
+from tests.support import served
 
 HEAD_S, BODY_S, MAX_CONNECTIONS = 1.0, 2.0, 24
 SLACK_S = 1.5  # a shared, loaded machine: the deadline plus this is "within the bound"
@@ -24,20 +21,15 @@ SLACK_S = 1.5  # a shared, loaded machine: the deadline plus this is "within the
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[tuple[str, int]]:
-    data_dir = Path("/var/lib/monaco-test") / uuid.uuid4().hex
-    data_dir.mkdir(parents=True)
-    port = free_port()
     env = {
         "MONACO_HEADER_TIMEOUT_SECONDS": str(HEAD_S),
         "MONACO_BODY_TIMEOUT_SECONDS": str(BODY_S),
         "MONACO_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "MAX_WORKERS": "1",
     }
-    try:
-        with server(data_dir, port, **env):
-            yield "127.0.0.1", port
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with served(**env) as url:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        yield host, int(port)
 
 
 def connect(base: tuple[str, int]) -> socket.socket:
