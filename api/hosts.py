@@ -2,8 +2,8 @@
 
 A web page on `evil.example` can point that name at 127.0.0.1 and then read what a Monaco there
 answers, as the same origin: the browser still sends `Host: evil.example`, and that is what this
-refuses. The probes (/healthz, /readyz) stay open to any Host, because the kubelet sends the pod's IP
-and they reveal nothing.
+refuses. The probes (/healthz, /readyz) and /metrics stay open to any Host, because the kubelet and
+Prometheus call a pod by its IP, and they reveal no program, input or output.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-PROBES = frozenset({"/healthz", "/readyz"})
+ANY_HOST = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def host_name(header: str) -> str:
@@ -41,7 +41,7 @@ class AllowedHosts:
         self.any = "*" in self.patterns
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.any or scope["type"] != "http" or scope["path"] in PROBES:
+        if self.any or scope["type"] != "http" or scope["path"] in ANY_HOST:
             await self.app(scope, receive, send)
             return
         header = Headers(scope=scope).get("host", "")

@@ -195,10 +195,10 @@ async def test_a_foreign_host_is_refused_when_bound_to_loopback(client: httpx.As
         assert (await client.get("/queue-stats", headers={"host": host})).status_code == 200, host
 
 
-async def test_the_probes_answer_any_host(client: httpx.AsyncClient) -> None:
-    # The kubelet probes with the pod's IP as Host, whatever MONACO_ALLOWED_HOSTS says.
-    assert (await client.get("/healthz", headers={"host": "10.244.0.17:8080"})).status_code == 200
-    assert (await client.get("/readyz", headers={"host": "10.244.0.17:8080"})).status_code == 200
+async def test_the_probes_and_metrics_answer_any_host(client: httpx.AsyncClient) -> None:
+    # The kubelet probes and Prometheus scrapes with the pod's IP as Host, whatever MONACO_ALLOWED_HOSTS says.
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await client.get(path, headers={"host": "10.244.0.17:8080"})).status_code == 200, path
 
 
 async def test_allowed_hosts_are_configurable(data_dir: Path) -> None:
