@@ -78,6 +78,13 @@ class DeadlineH11Protocol(H11Protocol):
         super().on_response_complete()
         self._follow()
 
+    def send_400_response(self, msg: str) -> None:
+        """What h11 cannot parse (a broken request line, a head over 16 KiB): JSON like every other error."""
+        self._disarm()
+        why = "the request is not valid HTTP/1.1 (request line, headers or framing), or its head is over 16 KiB"
+        self.transport.write(_raw_response("400 Bad Request", why))
+        self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)

@@ -108,6 +108,23 @@ def test_the_next_request_on_a_kept_alive_connection_has_the_same_deadline(base:
     assert took <= HEAD_S + SLACK_S, took
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nx-big: " + b"a" * 20_000,  # no end in sight
+     b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+     b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nbad header\r\n\r\n"],
+)  # fmt: skip
+def test_what_is_not_http_is_a_json_400(base: tuple[str, int], request_bytes: bytes) -> None:
+    with connect(base) as sock:
+        sock.sendall(request_bytes)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"application/json" in answer, answer
+    assert b'{"error": "the request is not valid HTTP/1.1' in answer, answer
+
+
 def test_normal_clients_are_served_while_slow_ones_hold_connections(base: tuple[str, int]) -> None:
     url = f"http://{base[0]}:{base[1]}"
     stop = threading.Event()
