@@ -128,7 +128,9 @@ class Settings(BaseSettings):
         listed = [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
         if listed:
             return listed
-        return ["localhost", "127.0.0.1", "[::1]", _bracketed(self.host)] if _is_loopback(self.host) else ["*"]
+        if not _is_loopback(self.host):
+            return ["*"]
+        return list(dict.fromkeys(["localhost", "127.0.0.1", "[::1]", _bracketed(self.host)]))
 
     @property
     def cors_origin_list(self) -> list[str]:
