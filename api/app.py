@@ -16,6 +16,8 @@ from starlette.routing import Route
 
 from monaco.api import routes
 from monaco.api.backend import Backend
+from monaco.api.errors import ApiError, error_response
+from monaco.api.hosts import AllowedHosts
 from monaco.api.metrics import Metrics
 from monaco.api.openapi import build_openapi
 from monaco.core.settings import Settings
@@ -39,9 +41,8 @@ def make_backend(settings: Settings, metrics: Metrics) -> Backend:
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, routes.ApiError)
-    response: Response = routes.error_response(exc)
-    return response
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi)
 
-    middleware = []
+    middleware = [Middleware(AllowedHosts, allowed_hosts=settings.allowed_host_list)]
     if settings.cors_origin_list:
         middleware.append(
             Middleware(
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             Route("/openapi.json", openapi_json, methods=["GET"]),
         ],
         middleware=middleware,
-        exception_handlers={routes.ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
     app.state.settings = settings

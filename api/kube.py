@@ -126,7 +126,7 @@ class KubernetesBackend:
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits) -> SubmissionView:
         if not self._synced.is_set():  # without the cache, QUEUE_SIZE cannot be enforced
             raise StoreUnavailable(f"the Kubernetes back end is not ready: {self.ready()[1]}")
-        self.cache.reserve(self.settings.queue_size, self.settings.max_workers)
+        self.cache.reserve(self.settings.queue_size)
         name = str(uuid4())
         body = {
             "apiVersion": API_VERSION,

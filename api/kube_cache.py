@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import threading
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from monaco.api.backend import QueueFull
+from monaco.api.drain import DrainRate
 from monaco.api.metrics import Metrics
 from monaco.core.models import Outcome, Status, SubmissionView, Verdict, utcnow
 from monaco.core.resource import SUBMITTED_AT_ANNOTATION
@@ -106,7 +106,7 @@ class ViewCache:
         self.tombstones: dict[str, float] = {}  # name -> monotonic time it is forgotten
         self.waiters: dict[str, set[asyncio.Future[None]]] = {}
         self.creating = 0  # creates on their way to the API server, counted in the queue
-        self.run_seconds = 1.0  # moving average of start-to-end time, for Retry-After
+        self.drain = DrainRate()  # finishes seen by the watch, of every replica's submissions, for Retry-After
 
     # ---- reads (event loop)
     def get(self, name: str) -> tuple[SubmissionView | None, bool]:
@@ -139,13 +139,12 @@ class ViewCache:
                         del self.waiters[name]
 
     # ---- changes made here (event loop)
-    def reserve(self, queue_size: int, max_workers: int) -> None:
+    def reserve(self, queue_size: int) -> None:
         """Count one more submission on its way in, or refuse it while the queue is full."""
         with self.lock:
             waiting = self.waiting() + self.creating  # concurrent submits count each other
             if waiting >= queue_size:
-                retry_after = max(1, min(300, math.ceil(waiting / max_workers * self.run_seconds)))
-                raise QueueFull(queue_size, retry_after)
+                raise QueueFull(queue_size, self.drain.retry_after(waiting))
             self.creating += 1
 
     def abandon(self) -> None:
@@ -249,9 +248,8 @@ class ViewCache:
         before = self.views.get(name)
         self._set(name, view)
         if view.status.finished and (before is None or not before.status.finished):
-            if view.started_at and view.completed_at:
-                spent = (view.completed_at - view.started_at).total_seconds()
-                self.run_seconds = 0.8 * self.run_seconds + 0.2 * max(spent, 0.1)
+            if before is not None:  # seen to finish now, not listed long after it had
+                self.drain.record()
             self._count(name, view)
 
     def _count(self, name: str, view: SubmissionView) -> None:

@@ -53,7 +53,12 @@ def _build(version: str) -> dict[str, Any]:
         "queuedAt": {"type": "string", "format": "date-time"},
         "startedAt": {"type": "string", "format": "date-time", "nullable": True},
         "completedAt": {"type": "string", "format": "date-time", "nullable": True},
-        "executionTime": {"type": "number", "nullable": True, "description": "milliseconds, measured in the sandbox"},
+        "executionTime": {
+            "type": "integer",
+            "nullable": True,
+            "description": "whole milliseconds of the run, measured in the sandbox (as the original service)",
+        },
+        "executionTimeMs": {"type": "number", "nullable": True, "description": "the same, to the microsecond"},
         "verdict": {"type": "string", "enum": [v.value for v in Verdict]},
     }
     result_props = {
@@ -61,8 +66,18 @@ def _build(version: str) -> dict[str, Any]:
         "language": {"type": "string"},
         "output": {"type": "string", "nullable": True},
         "executionTimeFormatted": {"type": "string", "nullable": True},
-        "totalTime": {"type": "number", "nullable": True, "description": "compile + run, milliseconds"},
+        "totalTime": {
+            "type": "integer",
+            "nullable": True,
+            "description": "whole milliseconds from queuedAt to completedAt: the wait in the queue included",
+        },
         "totalTimeFormatted": {"type": "string", "nullable": True},
+        "compileTimeMs": {
+            "type": "number",
+            "nullable": True,
+            "description": "milliseconds of the compile, measured in the sandbox; null without a compile",
+        },
+        "queueTimeMs": {"type": "number", "nullable": True, "description": "milliseconds, queuedAt to startedAt"},
         "stderr": {"type": "string", "nullable": True},
         "compileOutput": {"type": "string", "nullable": True},
         "exitCode": {"type": "integer", "nullable": True},
@@ -94,8 +109,13 @@ def _build(version: str) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "finished within `wait`", "content": json_of("Result")},
                         "202": {"description": "stored and queued", "content": json_of("Accepted")},
-                        "400": _error("bad request: malformed JSON, wrong types, empty code, unknown language, limits"),
+                        "400": _error(
+                            "bad request: malformed JSON, wrong types, empty code, unknown language, limits, "
+                            "a Host not in MONACO_ALLOWED_HOSTS"
+                        ),
+                        "408": _error("the request's head or body took too long to arrive"),
                         "413": _error("code or input over the size limit"),
+                        "415": _error("the body is not declared as 'Content-Type: application/json'"),
                         "429": _error("the queue is full; see Retry-After"),
                         "503": _error("the store is unreachable"),
                     },

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from monaco.api.backend import Backend, NotCancellable, QueueFull, StoreUnavailable
+from monaco.api.body import parse_object, read_body, require_json
+from monaco.api.errors import ApiError
 from monaco.api.metrics import Metrics
 from monaco.core.models import SubmissionView, SubmitRequest
 from monaco.core.phase import LimitError, resolve_limits
@@ -19,34 +19,9 @@ from monaco.core.settings import Settings
 _BODY_SLACK = 16 * 1024  # JSON quoting and the other fields around code and input
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-        self.extra = extra
-
-
-def error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse({"error": exc.message, **exc.extra}, status_code=exc.status, headers=exc.headers)
-
-
 def _state(request: Request) -> tuple[Settings, Backend, Metrics]:
     s = request.app.state
     return s.settings, s.backend, s.metrics
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the request body is {declared} bytes; the limit is {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"the request body is over the limit of {limit} bytes")
-    return bytes(body)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -58,7 +33,7 @@ def _validation_message(exc: ValidationError) -> str:
         elif err["type"].endswith("_type") or err["type"].startswith(("string_", "int_", "float_")):
             parts.append(f"'{field}': {err['msg'].lower()}")
         else:
-            parts.append(f"'{field}': {err['msg']}")
+            parts.append(f"'{field}': {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 
@@ -78,13 +53,8 @@ def _wait_seconds(request: Request, settings: Settings) -> float | None:
 async def submit(request: Request) -> Response:
     settings, backend, metrics = _state(request)
     wait = _wait_seconds(request, settings)
-    raw = await _read_body(request, settings.max_code_bytes + settings.max_input_bytes + _BODY_SLACK)
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, 'the body must be a JSON object such as {"language": "python", "code": "print(1)"}')
+    require_json(request)
+    data = parse_object(await read_body(request, settings.max_code_bytes + settings.max_input_bytes + _BODY_SLACK))
     try:
         req = SubmitRequest.model_validate(data)
     except ValidationError as exc:
@@ -125,13 +95,18 @@ async def submit(request: Request) -> Response:
     return JSONResponse({"id": view.id}, status_code=202)
 
 
-async def _lookup(request: Request) -> SubmissionView:
-    _settings, backend, _metrics = _state(request)
-    submission_id = request.query_params.get("id") or request.path_params.get("id")
+def _submission_id(request: Request) -> str:
+    submission_id: str = request.path_params.get("id") or request.query_params.get("id") or ""
     if not submission_id:
         raise ApiError(400, "the 'id' query parameter is required, e.g. /status?id=<id from POST /submit>")
     if len(submission_id) > 128:
         raise ApiError(400, "'id' is too long to be a submission id")
+    return submission_id
+
+
+async def _lookup(request: Request) -> SubmissionView:
+    _settings, backend, _metrics = _state(request)
+    submission_id = _submission_id(request)
     try:
         view = await backend.get(submission_id)
     except StoreUnavailable as exc:
@@ -151,7 +126,7 @@ async def result(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     _settings, backend, _metrics = _state(request)
-    submission_id = request.path_params["id"]
+    submission_id = _submission_id(request)
     try:
         view = await backend.cancel(submission_id)
     except NotCancellable as exc:

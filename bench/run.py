@@ -158,7 +158,7 @@ async def latency(runs: int = 40) -> None:
                 e2e.append((time.perf_counter() - t) * 1000)
                 body = r.json()
                 assert body["output"] == "hello\n", body
-                inside.append(float(body["executionTime"]))
+                inside.append(float(body["executionTimeMs"]))
     m_e2e, m_bare, m_in = statistics.median(e2e), statistics.median(bare), statistics.median(inside)
     table(
         f"added latency: hello-world Python, {runs} runs each, interleaved (medians)",

@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to listen on (MONACO_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (PORT, default 8080)")
     serve.add_argument("--backend", choices=["local", "kubernetes"], help="overrides MONACO_BACKEND")
+    serve.add_argument(
+        "--allowed-hosts", help="comma-separated Host names to answer (MONACO_ALLOWED_HOSTS; default: loopback names)"
+    )
     sub.add_parser("operator", help="run the Kubernetes operator (kopf) for CodeSubmission resources")
     sub.add_parser("languages", help="print the language registry as the API sees it")
     args = parser.parse_args(argv)
@@ -25,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
             "host": args.__dict__.get("host"),
             "port": args.__dict__.get("port"),
             "backend": args.__dict__.get("backend"),
+            "allowed_hosts": args.__dict__.get("allowed_hosts"),
         }.items()
         if v is not None
     }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 from pydantic.alias_generators import to_camel
 
 
@@ -37,16 +38,35 @@ class Verdict(StrEnum):
         return Status.COMPLETED if self is Verdict.OK else Status.FAILED
 
 
+def _unicode(value: str) -> str:
+    """JSON's `\\ud800` escapes can spell lone surrogates, which are no text: refuse them here, before
+    anything encodes the string (the sandbox's files, SQLite, the Kubernetes API server)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"holds a lone surrogate (\\u{ord(value[exc.start]):04x} at character {exc.start}); "
+            "send valid Unicode text"
+        ) from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_unicode)]
+
+
 class SubmitRequest(BaseModel):
-    """The body of POST /submit. Strict: a number where a string belongs is a 400, not a coercion."""
+    """The body of POST /submit. Strict: a string or a boolean where a number belongs is a 400, not a
+    coercion (an integer is a number, so `"timeoutSeconds": 5` is fine); and strings are valid Unicode."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel, strict=True)
 
-    language: StrictStr | None = Field(None, description="a name from GET /languages; DEFAULT_LANGUAGE if left out")
-    code: StrictStr = Field(description="the program's source code")
-    input: StrictStr = Field("", description="what the program reads on stdin")
-    timeout_seconds: float | None = Field(None, gt=0, strict=False, description="wall-clock limit of the run")
-    memory_mb: int | None = Field(None, gt=0, strict=True, description="memory limit of the run")
+    language: Text | None = Field(None, description="a name from GET /languages; DEFAULT_LANGUAGE if left out")
+    code: Text = Field(description="the program's source code")
+    input: Text = Field("", description="what the program reads on stdin")
+    timeout_seconds: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="wall-clock limit of the run, in seconds"
+    )
+    memory_mb: int | None = Field(None, gt=0, description="memory limit of the run, in MB")
 
 
 class Limits(BaseModel):
@@ -78,6 +98,7 @@ class Outcome(BaseModel):
 
     @property
     def total_ms(self) -> float | None:
+        """Compile + run (the CR status's totalTimeMs); the HTTP totalTime is SubmissionView.total_ms."""
         if self.execution_ms is None and self.compile_ms is None:
             return None
         return (self.execution_ms or 0.0) + (self.compile_ms or 0.0)
@@ -92,6 +113,11 @@ def iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def whole_ms(ms: float | None) -> int | None:
+    """The seed's integer milliseconds (half up), for executionTime and totalTime."""
+    return None if ms is None else math.floor(ms + 0.5)
 
 
 def format_ms(ms: float | None) -> str | None:
@@ -115,28 +141,44 @@ class SubmissionView(BaseModel):
     message: str = ""
 
     def status_body(self) -> dict[str, Any]:
+        o = self.outcome
         body: dict[str, Any] = {
             "id": self.id,
             "status": self.status.value,
             "queuedAt": iso(self.queued_at),
             "startedAt": iso(self.started_at),
             "completedAt": iso(self.completed_at),
-            "executionTime": self.outcome.execution_ms if self.outcome else None,
+            "executionTime": whole_ms(o.execution_ms) if o else None,
+            "executionTimeMs": o.execution_ms if o else None,
         }
-        if self.outcome:
-            body["verdict"] = self.outcome.verdict.value
+        if o:
+            body["verdict"] = o.verdict.value
         return body
+
+    def total_ms(self) -> float | None:
+        """The seed's totalTime: completedAt - queuedAt, the wait in the queue included."""
+        if self.completed_at is None:
+            return None
+        return max(0.0, (self.completed_at - self.queued_at).total_seconds() * 1000)
+
+    def queue_ms(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return max(0.0, (self.started_at - self.queued_at).total_seconds() * 1000)
 
     def result_body(self) -> dict[str, Any]:
         o = self.outcome
+        total = whole_ms(self.total_ms()) if o else None
         body = self.status_body()
         body.update(
             {
                 "language": self.language,
                 "output": o.output if o else None,
                 "executionTimeFormatted": format_ms(o.execution_ms) if o else None,
-                "totalTime": o.total_ms if o else None,
-                "totalTimeFormatted": format_ms(o.total_ms) if o else None,
+                "totalTime": total,
+                "totalTimeFormatted": format_ms(total),
+                "compileTimeMs": o.compile_ms if o else None,
+                "queueTimeMs": _round3(self.queue_ms()),
                 "stderr": o.stderr if o else None,
                 "compileOutput": o.compile_output if o else None,
                 "exitCode": o.exit_code if o else None,
@@ -147,3 +189,7 @@ class SubmissionView(BaseModel):
             }
         )
         return body
+
+
+def _round3(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 3)

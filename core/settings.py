@@ -6,6 +6,7 @@ else is MONACO_-prefixed. The README's configuration table lists every field bel
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -47,6 +48,14 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", validation_alias=_env("CORS_ORIGINS"))
     log_json: bool = Field(False, validation_alias=_env("LOG_JSON"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+
+    # --- the HTTP boundary: who may call, and how long a client may take to send a request
+    # comma-separated Host names the API answers (`*.example.com` for subdomains, `*` for any); empty
+    # means the loopback names when MONACO_HOST is a loopback address, else `*`
+    allowed_hosts: str = Field("", validation_alias=_env("ALLOWED_HOSTS"))
+    header_timeout_seconds: float = Field(10, gt=0, le=3600, validation_alias=_env("HEADER_TIMEOUT_SECONDS"))
+    body_timeout_seconds: float = Field(60, gt=0, le=3600, validation_alias=_env("BODY_TIMEOUT_SECONDS"))
+    max_connections: int = Field(512, ge=1, le=1_000_000, validation_alias=_env("MAX_CONNECTIONS"))
 
     # --- the embedded local back end
     data_dir: Path = Field(
@@ -132,5 +141,29 @@ class Settings(BaseSettings):
         return Registry.load(self.languages_file)
 
     @property
+    def allowed_host_list(self) -> list[str]:
+        listed = [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
+        if listed:
+            return listed
+        if not _is_loopback(self.host):
+            return ["*"]
+        return list(dict.fromkeys(["localhost", "127.0.0.1", "[::1]", _bracketed(self.host)]))
+
+    @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _bracketed(host: str) -> str:
+    """A host as it appears in a Host header: IPv6 addresses in brackets."""
+    host = host.strip("[]").lower()
+    return f"[{host}]" if ":" in host else host

@@ -108,7 +108,7 @@ async def serve(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://monaco.test", timeout=WAIT_SECONDS + 30
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=WAIT_SECONDS + 30
         ) as http,
     ):
         yield http

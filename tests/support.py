@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import inspect
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,16 @@ def server(data_dir: Path, port: int, **env: str) -> Iterator[subprocess.Popen[b
         proc.wait(10)
         if proc.stderr:
             proc.stderr.close()
+
+
+@contextlib.contextmanager
+def served(**env: str) -> Iterator[str]:
+    """A real server on a free port with a data dir of its own (removed afterwards); yields its URL."""
+    data_dir = Path("/var/lib/monaco-test") / uuid.uuid4().hex
+    data_dir.mkdir(parents=True)
+    port = free_port()
+    try:
+        with server(data_dir, port, **env):
+            yield f"http://127.0.0.1:{port}"
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)

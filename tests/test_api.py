@@ -30,7 +30,7 @@ async def serve(settings: Settings, backend: Any = None) -> AsyncIterator[httpx.
     app = create_app(settings, backend)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://monaco") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
 
 

@@ -524,7 +524,7 @@ async def test_writing_where_the_runner_writes_changes_nothing(client: httpx.Asy
     assert result["verdict"] == "runtime_error", summary(result)
     assert result["exitCode"] == 3
     assert result["status"] == "failed"
-    assert result["executionTime"] > 0.01  # the runner's figure, not the forged 0.001 ms
+    assert result["executionTimeMs"] > 0.01  # the runner's figure, not the forged 0.001 ms
     lines = [line for line in result["output"].splitlines() if line.startswith("REPORT ")]
     assert lines, result["output"]
     report = json.loads(lines[-1].removeprefix("REPORT "))

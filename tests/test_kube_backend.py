@@ -31,6 +31,7 @@ from kubernetes import client
 from monaco.api import kube_cache
 from monaco.api.app import create_app
 from monaco.api.backend import NotCancellable, QueueFull, StoreUnavailable
+from monaco.api.drain import DrainRate
 from monaco.api.kube import KubernetesBackend
 from monaco.api.metrics import Metrics
 from monaco.core import crd
@@ -401,7 +402,9 @@ async def test_submit_creates_the_resource_and_its_status_flows_back_through_the
         assert done is not None and done.status is Status.COMPLETED and done.outcome is not None
         assert done.outcome.verdict is Verdict.OK and done.outcome.output == "input\n"
         assert (done.outcome.exit_code, done.outcome.execution_ms, done.outcome.memory_kb) == (0, 12.5, 9000)
-        assert done.result_body()["executionTime"] == 12.5
+        assert done.result_body()["executionTime"] == 13 and done.result_body()["executionTimeMs"] == 12.5
+        # the seed's totalTime: completedAt - queuedAt, the queue included (status queuedAt 03:04:06.250)
+        assert done.result_body()["totalTime"] == 1750
 
         fake.set_status(sid, message="same result, patched again")
         await caught_up(backend, fake)
@@ -452,11 +455,27 @@ async def test_queue_size_is_enforced_from_the_cache(fake: FakeApiServer) -> Non
         await python(backend)
         with pytest.raises(QueueFull) as full:
             await python(backend)
-        assert full.value.retry_after >= 1
+        assert full.value.retry_after == DrainRate.fallback  # no finish seen yet
         assert len(fake.objects) == 3, "a refused submission must not be created"
         fake.set_status(first, phase="running")
         await wait_until(lambda: _status(backend, first, Status.RUNNING), 5, "running")
         await python(backend)  # one left the queue, so there is room again
+
+
+async def test_retry_after_follows_the_finishes_the_watch_sees(fake: FakeApiServer) -> None:
+    fake.add("finished-long-ago", {"phase": "completed", "verdict": "ok", "completedAt": "2026-01-02T03:04:09Z"})
+    async with started(fake, queue_size=2, max_workers=1) as backend:
+        assert backend.cache.drain.per_second() is None, "a listed result is no finish seen now"
+        first = await python(backend)
+        await python(backend)
+        fake.set_status(first, phase="completed", verdict="ok", completedAt="2026-01-02T03:04:09Z")
+        await wait_until(lambda: _status(backend, first, Status.COMPLETED), 5, "completed")
+        assert backend.cache.drain.per_second() is not None
+        backend.cache.drain.began -= 600  # as if the watch had run for long: 1 finish in the last 60 s
+        await python(backend)
+        with pytest.raises(QueueFull) as full:
+            await python(backend)
+        assert full.value.retry_after == 120  # 2 waiting at 1/60 per second
 
 
 async def test_a_validation_error_of_the_api_server_is_a_value_error(fake: FakeApiServer) -> None:
@@ -684,7 +703,7 @@ async def test_the_http_contract_on_this_back_end(fake: FakeApiServer) -> None:
     try:
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://monaco") as http,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http,
         ):
             response = await http.post("/submit", json={"language": "python", "code": "print(1)"})
             assert response.status_code == 202, response.text

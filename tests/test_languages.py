@@ -107,7 +107,8 @@ async def test_hello_world(client: httpx.AsyncClient, language: str) -> None:
     assert result["output"] == "Hello, World!\n"
     assert result["stderr"] == ""
     assert result["language"] == language
-    assert isinstance(result["executionTime"], int | float) and result["executionTime"] > 0
+    assert isinstance(result["executionTime"], int) and isinstance(result["executionTimeMs"], float)
+    assert result["executionTimeMs"] > 0
     assert isinstance(result["memoryKb"], int) and result["memoryKb"] > 0
     assert result["totalTime"] >= result["executionTime"]
     assert result["queuedAt"] and result["startedAt"] and result["completedAt"]

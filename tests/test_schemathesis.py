@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,21 +12,15 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.generation.case import Case
 
-from tests.support import free_port, server
+from tests.support import served
 
 pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    data_dir = Path("/var/lib/monaco-test") / uuid.uuid4().hex
-    data_dir.mkdir(parents=True)
-    port = free_port()
-    try:
-        with server(data_dir, port, MAX_WORKERS="2", QUEUE_SIZE="20"):
-            yield f"http://127.0.0.1:{port}"
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with served(MAX_WORKERS="2", QUEUE_SIZE="20") as url:
+        yield url
 
 
 def test_no_server_errors(base_url: str) -> None:

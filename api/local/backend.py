@@ -16,6 +16,7 @@ import uuid
 from datetime import timedelta
 
 from monaco.api.backend import NotCancellable, QueueFull, QueueStats, StoreUnavailable
+from monaco.api.drain import DrainRate
 from monaco.api.metrics import Metrics
 from monaco.core.envelope import compile_outcome, decide
 from monaco.core.languages import Language
@@ -57,6 +58,7 @@ class LocalBackend:
         self._janitor: asyncio.Task[None] | None = None
         self._total = 0
         self._running = 0
+        self._drain = DrainRate()
         self._started = False
 
     # ---- lifecycle
@@ -156,7 +158,7 @@ class LocalBackend:
 
     # ---- the work
     def _retry_after(self, waiting: int) -> int:
-        return max(1, int(waiting / self.settings.max_workers + 0.5))
+        return self._drain.retry_after(waiting)
 
     def _gauges(self) -> None:
         self.metrics.queue_length.set(self._queue.qsize())
@@ -239,6 +241,7 @@ class LocalBackend:
         # Settled in memory before the write's await, so that a worker picking this job up meanwhile sees it
         # finished; the store's own guard makes the write happen once.
         job.view = final
+        self._drain.record()
         try:
             await self.store.finish(final)
         finally:

@@ -140,6 +140,8 @@ MONACO_RUNTIME_CLASS_NAME only when set (an empty value would not mean "none").
   value: {{ .Values.waitMaxSeconds | quote }}
 - name: MONACO_CORS_ORIGINS
   value: {{ .Values.corsOrigins | quote }}
+- name: MONACO_ALLOWED_HOSTS
+  value: {{ .Values.allowedHosts | quote }}
 - name: MONACO_LOG_JSON
   value: {{ .Values.logJson | toString | quote }}
 - name: MONACO_LOG_LEVEL
