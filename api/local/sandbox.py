@@ -48,7 +48,7 @@ _OVERDUE_GRACE = 2.0
 RUNNER_MEMORY_MB = 8
 
 # Runs as root inside the new namespaces: private mounts, then drop to the sandbox uid and exec the
-# runner with an empty environment ("$@" is `env -i K=V ... sh runner.sh PHASE`).
+# runner with an empty environment ("$@" is `env -i K=V ... /tmp/.monaco/src/monaco-init PHASE`).
 _INNER = r"""
 set -e
 m() { mount -t tmpfs -o "size=$1,mode=1777,nosuid,nodev" tmpfs "$2"; }

@@ -123,7 +123,7 @@ run_in() {
 	log "ok  $image ($((($(date +%s%N) - t) / 1000000)) ms): $(tr '\n' ' ' <<<"$out" | cut -c1-110)"
 }
 
-# What core/runner.sh needs in every language image.
+# The tools the languages' commands rely on in every language image (the runner itself is static).
 # shellcheck disable=SC2016 # expanded inside the container
 RUNNER_TOOLS='d=$(mktemp -d) && date +%s%N | grep -qE "^[0-9]{19}$" && printf abc | base64 | grep -q YWJj &&
 od -An -N4 -tx1 /dev/urandom | tr -d " \n" | grep -qE "^[0-9a-f]{8}$" && head -c 3 /etc/os-release | cat >"$d/x" &&
