@@ -20,7 +20,7 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from monaco.api.backend import NotCancellable, QueueStats, StoreUnavailable
+from monaco.api.backend import Invalid, NotCancellable, QueueStats, StoreUnavailable
 from monaco.api.metrics import Metrics
 from monaco.core import kube
 from monaco.core.languages import Language
@@ -156,7 +156,7 @@ class KubernetesBackend:
             return created
         except ApiException as exc:
             if exc.status == 422:
-                raise ValueError(kube.api_message(exc)) from None
+                raise Invalid(kube.api_message(exc)) from None
             if exc.status and exc.status >= 500:
                 self._take_back(name)
             raise _unavailable(exc) from exc
