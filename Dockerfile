@@ -12,6 +12,7 @@ COPY pyproject.toml setup.py README.md* ./
 COPY core core
 COPY api api
 COPY operator operator
+COPY cli cli
 RUN pip install --no-cache-dir --prefix=/install . \
  && test -x /install/lib/python3.11/site-packages/monaco/api/local/bin/nsrun \
  && { [ ! -f core/monaco-init.c ] || test -x /install/lib/python3.11/site-packages/monaco/core/bin/monaco-init; }
@@ -23,5 +24,5 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp
 USER 65532:65532
 EXPOSE 8080 8081
-ENTRYPOINT ["python3", "-m", "monaco.core.cli"]
+ENTRYPOINT ["python3", "-m", "monaco.cli"]
 CMD ["serve"]

@@ -47,7 +47,7 @@ TYPECHECK := build/typecheck
 lint: setup
 	$(VENV)/bin/ruff check .
 	@mkdir -p $(TYPECHECK)/monaco
-	@for d in core api operator; do ln -sfn ../../../$$d $(TYPECHECK)/monaco/$$d; done
+	@for d in core api operator cli; do ln -sfn ../../../$$d $(TYPECHECK)/monaco/$$d; done
 	@for d in tests bench e2e; do ln -sfn ../../$$d $(TYPECHECK)/$$d; done
 	cd $(TYPECHECK) && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml monaco tests bench e2e
 

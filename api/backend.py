@@ -19,6 +19,11 @@ class StoreUnavailable(Exception):
     """The store (SQLite, or the Kubernetes API server) cannot take or give submissions right now."""
 
 
+class Invalid(ValueError):
+    """The store refused the submission as invalid (the API server's validation of the resource, a 422);
+    the message names the field and says why, and a retry of the same submission cannot succeed."""
+
+
 class NotCancellable(Exception):
     """The submission has already finished."""
 
@@ -39,7 +44,7 @@ class Backend(Protocol):
     async def stop(self) -> None: ...
 
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits) -> SubmissionView:
-        """Store the submission durably, then return it; raises QueueFull or StoreUnavailable."""
+        """Store the submission durably, then return it; raises QueueFull, StoreUnavailable or Invalid."""
         ...
 
     async def get(self, submission_id: str) -> SubmissionView | None: ...

@@ -10,20 +10,19 @@ nothing accepted is lost.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import threading
 import time
 from typing import Any
 from uuid import uuid4
 
 import urllib3
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from monaco.api.backend import NotCancellable, QueueStats, StoreUnavailable
+from monaco.api.backend import Invalid, NotCancellable, QueueStats, StoreUnavailable
 from monaco.api.metrics import Metrics
+from monaco.core import kube
 from monaco.core.languages import Language
 from monaco.core.models import Limits, SubmissionView, iso, utcnow
 from monaco.core.resource import API_VERSION, GROUP, KIND, PLURAL, SUBMITTED_AT_ANNOTATION, VERSION
@@ -36,32 +35,10 @@ log = logging.getLogger("monaco.kube")
 LABELS = {"app.kubernetes.io/managed-by": "monaco"}
 
 
-def _client_from_environment() -> client.ApiClient:
-    """In a pod, the service account; elsewhere KUBECONFIG. Never the library's global default config."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        # Read KUBECONFIG now: the library reads it once, when it is imported.
-        kubeconfig = os.environ.get("KUBECONFIG") or None
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return client.ApiClient(configuration)
-
-
-def _api_message(exc: ApiException) -> str:
-    """The API server's own words (a Status object), field by field when it names the fields."""
-    try:
-        body = json.loads(exc.body or "")
-        causes = (body.get("details") or {}).get("causes") or []
-        parts = [f"{c['field']}: {c.get('message', '')}" if c.get("field") else c.get("message", "") for c in causes]
-        return "; ".join(p for p in parts if p) or body.get("message") or str(exc.reason)
-    except (ValueError, AttributeError, TypeError, KeyError):
-        return str(exc.reason)
-
-
 def _unavailable(exc: Exception) -> StoreUnavailable:
     if isinstance(exc, ApiException) and exc.status and exc.status < 500:
-        return StoreUnavailable(f"the Kubernetes API server refused the request ({exc.status}): {_api_message(exc)}")
+        why = kube.api_message(exc)
+        return StoreUnavailable(f"the Kubernetes API server refused the request ({exc.status}): {why}")
     if isinstance(exc, ApiException):
         why = f"{exc.status} {exc.reason}"
     elif isinstance(exc, urllib3.exceptions.MaxRetryError):
@@ -82,7 +59,7 @@ class KubernetesBackend:
         self.settings = settings
         self.cache = ViewCache(metrics)
         self._owns_client = api_client is None
-        self._client: Any = api_client if api_client is not None else _client_from_environment()
+        self._client: Any = api_client if api_client is not None else kube.api_client()
         self._api: Any = client.CustomObjectsApi(self._client)  # its custom-object calls return plain dicts
         self._synced = threading.Event()
         self._attempted = threading.Event()  # the first list succeeded or failed
@@ -179,7 +156,7 @@ class KubernetesBackend:
             return created
         except ApiException as exc:
             if exc.status == 422:
-                raise ValueError(_api_message(exc)) from None
+                raise Invalid(kube.api_message(exc)) from None
             if exc.status and exc.status >= 500:
                 self._take_back(name)
             raise _unavailable(exc) from exc

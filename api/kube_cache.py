@@ -16,73 +16,22 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from datetime import datetime
 from typing import Any
-
-from pydantic import ValidationError
 
 from monaco.api.backend import QueueFull
 from monaco.api.drain import DrainRate
 from monaco.api.metrics import Metrics
 from monaco.core.models import Outcome, Status, SubmissionView, Verdict, utcnow
-from monaco.core.resource import SUBMITTED_AT_ANNOTATION
+from monaco.core.resource import submission_view
 
 TOMBSTONE_SECONDS = 3600.0
 CANCELLED = "cancelled by request"
-_PHASES = {s.value: s for s in Status}
-_VERDICTS = {v.value: v for v in Verdict}
-
-
-def _time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def read_resource(obj: dict[str, Any]) -> tuple[str, SubmissionView, bool]:
-    """(name, view, being deleted) of a CodeSubmission; the view keeps no code, input or raw dict."""
-    meta = obj.get("metadata") or {}
-    st = obj.get("status") or {}
-    name = str(meta.get("name", ""))
-    phase = _PHASES.get(st.get("phase") or "", Status.PENDING)
-    # creationTimestamp has whole seconds; the API writes the annotation (ms) at submit time, so that a
-    # pending submission's queuedAt is the same on every replica and in the submit's own answer.
-    queued_at = (
-        _time(st.get("queuedAt"))
-        or _time((meta.get("annotations") or {}).get(SUBMITTED_AT_ANNOTATION))
-        or _time(meta.get("creationTimestamp"))
-        or utcnow()
-    )
-    outcome = None
-    if phase.finished:
-        default = Verdict.OK if phase is Status.COMPLETED else Verdict.SYSTEM_ERROR
-        try:
-            outcome = Outcome(
-                verdict=_VERDICTS.get(st.get("verdict") or "", default),
-                output=st.get("output") or "",
-                stderr=st.get("stderr") or "",
-                compile_output=st.get("compileOutput") or "",
-                exit_code=st.get("exitCode"),
-                execution_ms=st.get("executionTimeMs"),
-                compile_ms=st.get("compileTimeMs"),
-                memory_kb=st.get("memoryKb"),
-                truncated=bool(st.get("truncated")),
-                message=st.get("message") or "",
-            )
-        except ValidationError as exc:  # one bad status must not stall the watch of all the others
-            outcome = Outcome(verdict=Verdict.SYSTEM_ERROR, message=f"unreadable status: {exc.errors()[0]['msg']}")
-    view = SubmissionView(
-        id=name,
-        language=str((obj.get("spec") or {}).get("language", "")),
-        status=phase,
-        queued_at=queued_at,
-        started_at=_time(st.get("startedAt")),
-        completed_at=_time(st.get("completedAt")),
-        outcome=outcome,
-        message=st.get("message") or "",
-    )
-    return name, view, bool(meta.get("deletionTimestamp"))
+    """(name, view, being deleted) of a CodeSubmission."""
+    view = submission_view(obj)
+    return view.id, view, bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 class ViewCache:

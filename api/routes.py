@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from monaco.api.backend import Backend, NotCancellable, QueueFull, StoreUnavailable
+from monaco.api.backend import Backend, Invalid, NotCancellable, QueueFull, StoreUnavailable
 from monaco.api.body import parse_object, read_body, require_json
 from monaco.api.errors import ApiError
 from monaco.api.metrics import Metrics
@@ -85,7 +85,7 @@ async def submit(request: Request) -> Response:
     except StoreUnavailable as exc:
         metrics.rejected.labels("store_unavailable").inc()
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
-    except ValueError as exc:
+    except Invalid as exc:
         raise ApiError(400, str(exc)) from None
     metrics.submitted.labels(language.name).inc()
     if wait:

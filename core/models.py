@@ -115,6 +115,18 @@ def iso(ts: datetime | None) -> str | None:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_time(value: Any) -> datetime | None:
+    """The inverse of `iso`, and a reader of Kubernetes' timestamps: None for anything that is not an
+    ISO-8601 time (a resource read back must not fail on one odd field); a time without a zone is UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
 def whole_ms(ms: float | None) -> int | None:
     """The seed's integer milliseconds (half up), for executionTime and totalTime."""
     return None if ms is None else math.floor(ms + 0.5)

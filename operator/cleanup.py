@@ -29,9 +29,10 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
     refused = results.system_error("the result could not be stored (the API server refused it)")
     seen = phase
     for attempt in (outcome, outcome, refused):
-        fields = results.finished_status(attempt, now).wire()
+        status = results.finished_status(attempt, now)
         if seen == Status.QUEUED and started is not None:
-            fields["startedAt"] = iso(started)
+            status.started_at = iso(started)
+        fields = status.wire()
         try:
             wrote = await cluster.patch_status(name, status_ops(fields, phase=seen))
         except Exception as exc:  # e.g. a status too large for etcd: the next attempt may be smaller

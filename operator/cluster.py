@@ -7,14 +7,14 @@ the caller saw, so two writers can never both finish one submission, whatever cr
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from monaco.core import resource as r
+from monaco.core.kube import api_client, api_message
 from monaco.operator import names
 
 log = logging.getLogger("monaco.operator")
@@ -24,24 +24,6 @@ _CONFLICTS = (409, 422)
 
 class Rejected(Exception):
     """The API server refused an object for good (400 or 422): retrying the same request cannot help."""
-
-
-def _message(exc: ApiException) -> str:
-    try:
-        body = json.loads(exc.body or "{}")
-    except ValueError:
-        body = {}
-    return str(body.get("message") or exc.reason or exc.status)
-
-
-def api_client() -> client.ApiClient:
-    """In a pod, the service account; elsewhere KUBECONFIG."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return client.ApiClient(configuration)
 
 
 def _status(exc: BaseException) -> int | None:
@@ -157,7 +139,7 @@ class Cluster:
             if exc.status == 409:
                 return False
             if exc.status in (400, 422):
-                raise Rejected(f"{body.get('kind', 'object')} {body['metadata']['name']}: {_message(exc)}") from exc
+                raise Rejected(f"{body.get('kind', 'object')} {body['metadata']['name']}: {api_message(exc)}") from exc
             raise
         return True
 

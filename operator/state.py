@@ -13,23 +13,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from monaco.core.models import Status
-from monaco.core.resource import SUBMITTED_AT_ANNOTATION
+from monaco.core.models import parse_time as parse_time  # admission.py imports it from here
+from monaco.core.resource import submitted_at
 from monaco.operator import names
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 # A kopf.Index is a Mapping of keys to Stores (collections of values); plain dicts of lists in tests.
 IndexLike = Mapping[str, Collection[T]]
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -59,7 +50,7 @@ def submission_record(body: Mapping[str, Any]) -> SubmissionRecord:
     status = body.get("status") or {}
     name = str(meta.get("name", ""))
     created = parse_time(meta.get("creationTimestamp")) or EPOCH
-    submitted = parse_time((meta.get("annotations") or {}).get(SUBMITTED_AT_ANNOTATION)) or created
+    submitted = submitted_at(meta) or created
     return SubmissionRecord(
         name=name,
         key=names.key(name),

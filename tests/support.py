@@ -76,7 +76,7 @@ def server(data_dir: Path, port: int, **env: str) -> Iterator[subprocess.Popen[b
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MONACO_", "PORT", "MAX_WORKERS"))}
     environ.update({"MONACO_DATA_DIR": str(data_dir), "PORT": str(port), **env})
     proc = subprocess.Popen(
-        python("-m", "monaco.core.cli", "serve"),
+        python("-m", "monaco.cli", "serve"),
         env=environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

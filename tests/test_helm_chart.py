@@ -272,7 +272,7 @@ def test_pods_are_locked_down(helm: list[str], value_set: str) -> None:
         ctr = container(deploy)
         assert ctr["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                           "capabilities": {"drop": ["ALL"]}}
-        assert ctr["command"] == ["python3", "-m", "monaco.core.cli"]
+        assert ctr["command"] == ["python3", "-m", "monaco.cli"]
         assert "memory" in ctr["resources"]["limits"]
         mounts = {m["mountPath"]: m for m in ctr["volumeMounts"]}
         assert mounts["/etc/monaco"]["readOnly"] is True and "/tmp" in mounts

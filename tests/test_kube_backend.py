@@ -30,7 +30,7 @@ from kubernetes import client
 
 from monaco.api import kube_cache
 from monaco.api.app import create_app
-from monaco.api.backend import NotCancellable, QueueFull, StoreUnavailable
+from monaco.api.backend import Invalid, NotCancellable, QueueFull, StoreUnavailable
 from monaco.api.drain import DrainRate
 from monaco.api.kube import KubernetesBackend
 from monaco.api.metrics import Metrics
@@ -478,9 +478,9 @@ async def test_retry_after_follows_the_finishes_the_watch_sees(fake: FakeApiServ
         assert full.value.retry_after == 120  # 2 waiting at 1/60 per second
 
 
-async def test_a_validation_error_of_the_api_server_is_a_value_error(fake: FakeApiServer) -> None:
+async def test_a_validation_error_of_the_api_server_is_invalid(fake: FakeApiServer) -> None:
     async with started(fake) as backend:
-        with pytest.raises(ValueError, match=r"^spec\.code: Too long: may not be more than 65536 bytes$"):
+        with pytest.raises(Invalid, match=r"^spec\.code: Too long: may not be more than 65536 bytes$"):
             await python(backend, code="x" * 70_000)
         assert fake.objects == {}
         assert (await backend.stats()).queue_length == 0
@@ -716,6 +716,12 @@ async def test_the_http_contract_on_this_back_end(fake: FakeApiServer) -> None:
             cancelled = await http.delete(f"/submissions/{sid}")
             assert cancelled.status_code == 200 and cancelled.json()["verdict"] == "cancelled"
             assert (await http.get("/result", params={"id": sid})).json()["message"] == "cancelled by request"
+            # what the API server's own validation refuses is the client's to change: a 400 in its words
+            cause = {"field": "spec.code", "message": "Invalid value: rejected by a policy"}
+            fake.fail_next("POST", 422, _status_body(422, "Invalid", "CodeSubmission is invalid", causes=[cause]))
+            refused = await http.post("/submit", json={"language": "python", "code": "print(2)"})
+            assert refused.status_code == 400
+            assert refused.json()["error"] == "spec.code: Invalid value: rejected by a policy"
             assert (await http.get("/readyz")).status_code == 200
     finally:
         api_client.close()  # type: ignore[no-untyped-call]

@@ -19,8 +19,8 @@ CHECK = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from importlib import resources
-import monaco.core.cli, monaco.api.app, monaco.api.local.backend, monaco.operator.main
-for module in (monaco.core.cli, monaco.api.app, monaco.operator.main):
+import monaco.cli, monaco.api.app, monaco.api.local.backend, monaco.operator.main
+for module in (monaco.cli, monaco.api.app, monaco.operator.main):
     assert module.__file__.startswith(sys.argv[1]), module.__file__
 assert resources.files("monaco.core").joinpath("bin", "monaco-init").read_bytes().startswith(b"\\x7fELF")
 assert "languages:" in resources.files("monaco.core").joinpath("languages.yaml").read_text()
@@ -45,7 +45,7 @@ def test_wheel_imports(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("monaco-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert not any(n.startswith(("core/", "api/", "operator/", "tests/")) for n in names)
+    assert not any(n.startswith(("core/", "api/", "operator/", "cli/", "tests/")) for n in names)
     assert "monaco/api/local/bin/nsrun" in names
     assert wheel.name.endswith(f"-py3-none-linux_{os.uname().machine}.whl")  # native code: one platform
     site = tmp_path / "site"

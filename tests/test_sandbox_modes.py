@@ -163,7 +163,7 @@ def test_serve_refuses_to_start_in_one_line(data_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONACO_")}
     env.update({"MONACO_DATA_DIR": str(data_dir), "MONACO_SANDBOX": "none", "PORT": "1"})
     done = subprocess.run(
-        [sys.executable, "-P", "-m", "monaco.core.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-P", "-m", "monaco.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [

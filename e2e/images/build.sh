@@ -169,7 +169,7 @@ monaco_tree_key() { # the working tree of the monaco distribution (tracked or no
 	(
 		cd "$REPO"
 		{
-			find core api operator -type f \
+			find core api operator cli -type f \
 				! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' ! -path '*/bin/*' 2>/dev/null
 			[ -f pyproject.toml ] && echo pyproject.toml
 			[ -f setup.py ] && echo setup.py
@@ -407,7 +407,7 @@ monaco_rootfs() { # monaco_rootfs ROOT TMP: fills cfg
 	# shellcheck disable=SC2046
 	(cd "$REPO" && tar -cf - --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
 		--exclude=core/bin --exclude=api/local/bin \
-		pyproject.toml core api operator $(ls setup.py README* LICENSE* 2>/dev/null)) | tar -C "$src" -xf -
+		pyproject.toml core api operator cli $(ls setup.py README* LICENSE* 2>/dev/null)) | tar -C "$src" -xf -
 	# pyproject.toml names README.md as the long description; a tree without one still builds.
 	[ -e "$src/README.md" ] || echo "Monaco" >"$src/README.md"
 	log "monaco: building the wheel of $REPO"
@@ -428,13 +428,13 @@ monaco_rootfs() { # monaco_rootfs ROOT TMP: fills cfg
 		in_chroot "$root" env PYTHONPATH=/opt/monaco/site python3 -c 'import monaco.core' ||
 			die "monaco: 'import monaco.core' fails in the image"
 	fi
-	if [ -f "$REPO/core/cli.py" ]; then
-		in_chroot "$root" env PYTHONPATH=/opt/monaco/site python3 -c 'import monaco.core.cli' ||
-			die "monaco: 'import monaco.core.cli' fails in the image"
+	if [ -f "$REPO/cli/__init__.py" ]; then
+		in_chroot "$root" env PYTHONPATH=/opt/monaco/site python3 -c 'import monaco.cli' ||
+			die "monaco: 'import monaco.cli' fails in the image"
 	fi
 	cfg=(--env LANG=C.UTF-8 --env PYTHONPATH=/opt/monaco/site --env PYTHONUNBUFFERED=1
 		--env PYTHONDONTWRITEBYTECODE=1 --env HOME=/tmp --user 65532:65532 --workdir /tmp
-		--entrypoint '["python3", "-m", "monaco.core.cli"]' --cmd '["serve"]')
+		--entrypoint '["python3", "-m", "monaco.cli"]' --cmd '["serve"]')
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ log "ok  $MONACO_IMAGE: $out"
 # The monaco code itself: every entry module imports (a dependency missing from pyproject.toml shows
 # here), and the CLI runs from the image's own entrypoint module and package data.
 mods=monaco.core
-[ -f "$HERE/../../core/cli.py" ] && mods="$mods,monaco.core.cli"
+[ -f "$HERE/../../cli/__init__.py" ] && mods="$mods,monaco.cli"
 [ -f "$HERE/../../api/server.py" ] && mods="$mods,monaco.api.server"
 [ -f "$HERE/../../operator/main.py" ] && mods="$mods,monaco.operator.main"
 out=$("${CTR[@]}" run --rm --read-only --seccomp \
@@ -192,14 +192,14 @@ out=$("${CTR[@]}" run --rm --read-only --seccomp \
 	die "$MONACO_IMAGE: import $mods: $out"
 PASS=$((PASS + 1))
 log "ok  $MONACO_IMAGE: import $mods"
-if [ -f "$HERE/../../core/cli.py" ]; then
+if [ -f "$HERE/../../cli/__init__.py" ]; then
 	out=$("${CTR[@]}" run --rm --read-only --seccomp \
 		--mount type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev:mode=1777 \
-		"$MONACO_IMAGE" "selftest-$$-monaco-cli" python3 -m monaco.core.cli languages 2>&1) ||
+		"$MONACO_IMAGE" "selftest-$$-monaco-cli" python3 -m monaco.cli languages 2>&1) ||
 		die "$MONACO_IMAGE: monaco languages: $out"
 	grep -q '"python"' <<<"$out" || die "$MONACO_IMAGE: 'monaco languages' printed no python: $out"
 	PASS=$((PASS + 1))
-	log "ok  $MONACO_IMAGE: python3 -m monaco.core.cli languages"
+	log "ok  $MONACO_IMAGE: python3 -m monaco.cli languages"
 fi
 # And its config is what the Deployments rely on.
 /usr/bin/python3 -I - "$(readlink -f "${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}/images/monaco.tar")" <<'EOF' ||
@@ -208,13 +208,13 @@ t = tarfile.open(sys.argv[1])
 idx = json.load(t.extractfile("index.json"))
 man = json.load(t.extractfile("blobs/" + idx["manifests"][0]["digest"].replace(":", "/")))
 c = json.load(t.extractfile("blobs/" + man["config"]["digest"].replace(":", "/")))["config"]
-assert c["Entrypoint"] == ["python3", "-m", "monaco.core.cli"], c
+assert c["Entrypoint"] == ["python3", "-m", "monaco.cli"], c
 assert c["Cmd"] == ["serve"] and c["User"] == "65532:65532", c
 assert "PYTHONPATH=/opt/monaco/site" in c["Env"], c
 EOF
 	die "$MONACO_IMAGE: unexpected image config"
 PASS=$((PASS + 1))
-log "ok  $MONACO_IMAGE: Entrypoint python3 -m monaco.core.cli, Cmd serve, User 65532"
+log "ok  $MONACO_IMAGE: Entrypoint python3 -m monaco.cli, Cmd serve, User 65532"
 
 # The pause image: starts, stays up, exits 0 on SIGTERM.
 id=selftest-$$-pause

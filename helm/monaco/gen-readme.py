@@ -161,7 +161,7 @@ This chart installs:
   `sandbox.namespace.create` (labelled `pod-security.kubernetes.io/enforce: restricted`), a deny-all
   NetworkPolicy, and the Roles and RoleBindings of the API and the operator.
 
-The API and the operator are one image (`python3 -m monaco.core.cli serve` and `... operator`),
+The API and the operator are one image (`python3 -m monaco.cli serve` and `... operator`),
 configured by environment variables that the chart derives from these values (see
 `core/settings.py`). Both mount the language registry at `/etc/monaco/languages.yaml` and roll
 when it changes.

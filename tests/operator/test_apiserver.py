@@ -180,7 +180,7 @@ class Operator:
                    "MAX_WORKERS": str(MAX_WORKERS), "MONACO_START_DEADLINE_SECONDS": "10",
                    "MONACO_HEALTH_PORT": str(self.health), **env}
         with (self.plane.work / "operator.log").open("ab") as log:
-            self.proc = subprocess.Popen(python("-m", "monaco.core.cli", "operator"), env=environ,
+            self.proc = subprocess.Popen(python("-m", "monaco.cli", "operator"), env=environ,
                                          stdout=log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:

@@ -1,4 +1,7 @@
-"""The `monaco` command: `monaco serve` runs the HTTP API, `monaco operator` runs the kopf operator."""
+"""The `monaco` command: `monaco serve` runs the HTTP API, `monaco operator` runs the kopf operator.
+
+It sits above both (core/ is the leaf they share, and imports neither); `python -m monaco.cli` runs it too.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +57,3 @@ def main(argv: list[str] | None = None) -> int:
     json.dump([lang.public() for lang in settings.registry], sys.stdout, indent=2)
     print()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
