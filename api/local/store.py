@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monaco.core.models import Limits, Outcome, Status, SubmissionView, Verdict
+from monaco.core.models import Limits, Outcome, Status, SubmissionView, Verdict, parse_time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -56,21 +56,17 @@ class StoredSubmission:
     attempts: int
 
 
-def _ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 def _row_to_view(row: sqlite3.Row) -> SubmissionView:
     outcome = Outcome.model_validate_json(row["outcome"]) if row["outcome"] else None
-    queued = _ts(row["queued_at"])
+    queued = parse_time(row["queued_at"])
     assert queued is not None
     return SubmissionView(
         id=row["id"],
         language=row["language"],
         status=Status(row["status"]),
         queued_at=queued,
-        started_at=_ts(row["started_at"]),
-        completed_at=_ts(row["completed_at"]),
+        started_at=parse_time(row["started_at"]),
+        completed_at=parse_time(row["completed_at"]),
         outcome=outcome,
         message=row["message"],
     )
