@@ -112,6 +112,9 @@ async def pod_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
 
 
 # ---- the loop that admits (woken by every event above) and runs the periodic checks
+# Admission is one loop, not a handler per object: whether a submission may start depends on every other
+# (FIFO order across all of them, at most MAX_WORKERS running), which no per-object handler sees at once;
+# the loop reads the indexes, admits what fits in order, and is woken by any event that could change that.
 async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
     await ctx.indexed.wait()
     last_sweep: datetime | None = None
