@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from monaco.cli.client import Exit
-from monaco.cli.commands import VERDICT_EXIT
+from monaco.cli.commands import INTERRUPTED, VERDICT_EXIT
 from tests.support import free_port, served
 
 MONACO = str(Path(sys.executable).with_name("monaco"))
@@ -204,11 +204,17 @@ def test_languages_from_the_server_and_from_the_local_registry(url: str) -> None
     assert [lang["name"] for lang in json.loads(local.stdout)] == served_names
 
 
-def test_help_documents_every_exit_status() -> None:
+def test_help_and_readme_document_every_exit_status() -> None:
     done = monaco("run", "--help")
     assert done.returncode == 0
-    for code in (*VERDICT_EXIT.values(), *(e.value for e in Exit), 130):
+    codes = {*VERDICT_EXIT.values(), *(e.value for e in Exit), INTERRUPTED}
+    for code in codes:
         assert re.search(rf"^ +{code} ", done.stdout, re.MULTILINE), code
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Try it"):readme.index("## HTTP reference")]
+    assert {int(n) for n in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)} == codes
+    for verdict, code in VERDICT_EXIT.items():
+        assert f"| {code} | `{verdict}`" in table, verdict
 
 
 def test_the_service_commands_are_still_there() -> None:
