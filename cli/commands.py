@@ -70,7 +70,7 @@ def _program_options(command: Any) -> Any:
                 "stdin_file",
                 type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
                 help="Feed this file to the program's stdin (default: this command's stdin when it is not "
-                "a terminal, else nothing).",
+                "a terminal, read to its end, else nothing; </dev/null for none).",
             ),
             click.option("-t", "--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                          help="Wall-clock limit of the run (default: the language's)."),
