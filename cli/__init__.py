@@ -1,59 +1,48 @@
-"""The `monaco` command: `monaco serve` runs the HTTP API, `monaco operator` runs the kopf operator.
+"""The `monaco` command: `serve` and `operator` run the service; `run`, `submit`, `status`, `result`,
+`cancel` and `languages` are the client of its HTTP API.
 
 It sits above both (core/ is the leaf they share, and imports neither); `python -m monaco.cli` runs it too.
+Built on click (uvicorn's own dependency): one subcommand per function, `--help` written once, and
+environment variables (MONACO_URL) read by the option that they stand for.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+import click
+
+from monaco.cli import commands, service
+from monaco.cli.client import ClientError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def monaco() -> None:
+    """Run untrusted programs over HTTP, safely.
+
+    `monaco serve` starts the service on this machine; `monaco run hello.py` runs a program on it (or
+    on the one at --server / MONACO_URL) and behaves like the program: its output, its exit status.
+    """
+
+
+for command in (*service.COMMANDS, *commands.COMMANDS):
+    monaco.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="monaco", description="Run untrusted programs over HTTP, safely.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the HTTP API (back end from MONACO_BACKEND: local or kubernetes)")
-    serve.add_argument("--host", help="address to listen on (MONACO_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (PORT, default 8080)")
-    serve.add_argument("--backend", choices=["local", "kubernetes"], help="overrides MONACO_BACKEND")
-    serve.add_argument(
-        "--allowed-hosts", help="comma-separated Host names to answer (MONACO_ALLOWED_HOSTS; default: loopback names)"
-    )
-    sub.add_parser("operator", help="run the Kubernetes operator (kopf) for CodeSubmission resources")
-    sub.add_parser("languages", help="print the language registry as the API sees it")
-    args = parser.parse_args(argv)
+    """The console script: the exit status of the command, click's for usage errors (2)."""
+    try:
+        status = monaco.main(args=argv, prog_name="monaco", standalone_mode=False)
+    except ClientError as exc:
+        click.echo(f"monaco: {exc}", err=True)
+        return int(exc.status)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except click.Abort:  # Ctrl-C or EOF outside `run` and `result`, which cancel or leave on their own
+        click.echo("", err=True)
+        return 130
+    return int(status) if isinstance(status, int) else 0
 
-    from monaco.core.settings import Settings
 
-    overrides = {
-        k: v
-        for k, v in {
-            "host": args.__dict__.get("host"),
-            "port": args.__dict__.get("port"),
-            "backend": args.__dict__.get("backend"),
-            "allowed_hosts": args.__dict__.get("allowed_hosts"),
-        }.items()
-        if v is not None
-    }
-    settings = Settings(**overrides)
-    if args.command == "serve":
-        from monaco.api.server import serve as run_server
-
-        if settings.backend == "local":  # a sandbox that cannot be built here: one line, not a traceback
-            from monaco.api.local.sandbox import Sandbox, SandboxUnavailable
-
-            try:
-                Sandbox(settings).check()
-            except SandboxUnavailable as exc:
-                print(f"monaco: cannot start: {exc}", file=sys.stderr)
-                return 2
-        return int(run_server(settings))
-    if args.command == "operator":
-        from monaco.operator.main import run as run_operator
-
-        return int(run_operator(settings))
-    import json
-
-    json.dump([lang.public() for lang in settings.registry], sys.stdout, indent=2)
-    print()
-    return 0
+__all__ = ["main", "monaco"]

@@ -623,3 +623,52 @@ def test_crds_are_the_generated_ones(helm: list[str]) -> None:
     docs = render(helm, "default", "--include-crds")
     crd = one(docs, "CustomResourceDefinition", resource.CRD_NAME)
     assert crd["spec"]["group"] == resource.GROUP
+
+
+# ---- for operators: the Grafana dashboard and the ServiceMonitor (tests/test_dashboard.py checks its queries)
+DASHBOARD = CHART / "files" / "dashboards" / "monaco.json"
+
+
+def test_dashboard_and_service_monitor_only_when_enabled(helm: list[str]) -> None:
+    docs = render(helm, "default")
+    assert "monaco-dashboard" not in by_kind(docs, "ConfigMap") and not by_kind(docs, "ServiceMonitor")
+    assert "monaco-dashboard" in by_kind(render(helm, "all-on"), "ConfigMap")
+
+
+def test_dashboard_configmap_is_the_file_for_grafanas_sidecar(helm: list[str]) -> None:
+    docs = render(helm, "default", "--set", "dashboard.enabled=true", "--set", "maxWorkers=7",
+                  "--set", "dashboard.namespace=monitoring", "--set", "dashboard.annotations.grafana_folder=Monaco")
+    cm = one(docs, "ConfigMap", "monaco-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["annotations"]["grafana_folder"] == "Monaco"
+    rendered = json.loads(cm["data"]["monaco.json"])
+    # the file as it is, but for the max_workers variable, which the chart fills with maxWorkers
+    shipped = json.loads(DASHBOARD.read_text())
+    [variable] = [v for v in shipped["templating"]["list"] if v["name"] == "max_workers"]
+    assert variable["query"] == str(yaml.safe_load((CHART / "values.yaml").read_text())["maxWorkers"])
+    variable.update(query="7", current={"text": "7", "value": "7"})
+    assert rendered == shipped
+
+
+def test_service_monitor_scrapes_the_api_services_metrics(helm: list[str]) -> None:
+    docs = render(helm, "default", "--set", "serviceMonitor.enabled=true",
+                  "--set", "serviceMonitor.labels.release=prom", "--set", "serviceMonitor.interval=15s")
+    monitor = one(docs, "ServiceMonitor", "monaco-api")
+    service = one(docs, "Service", "monaco-api")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()  # it selects the API's Service
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint == {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    assert "http" in {p["name"] for p in service["spec"]["ports"]}
+
+
+@pytest.mark.parametrize(("args", "names"), [
+    (["--set", "serviceMonitor.interval=often"], "serviceMonitor.interval"),
+    (["--set", "dashboard.enabled=yes"], "dashboard.enabled"),
+])
+def test_wrong_observability_values_are_rejected(helm: list[str], args: list[str], names: str) -> None:
+    test_wrong_values_are_rejected_by_name(helm, args, names)

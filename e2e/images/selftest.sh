@@ -195,11 +195,11 @@ log "ok  $MONACO_IMAGE: import $mods"
 if [ -f "$HERE/../../cli/__init__.py" ]; then
 	out=$("${CTR[@]}" run --rm --read-only --seccomp \
 		--mount type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev:mode=1777 \
-		"$MONACO_IMAGE" "selftest-$$-monaco-cli" python3 -m monaco.cli languages 2>&1) ||
-		die "$MONACO_IMAGE: monaco languages: $out"
-	grep -q '"python"' <<<"$out" || die "$MONACO_IMAGE: 'monaco languages' printed no python: $out"
+		"$MONACO_IMAGE" "selftest-$$-monaco-cli" python3 -m monaco.cli languages --local 2>&1) ||
+		die "$MONACO_IMAGE: monaco languages --local: $out"
+	grep -q '"python"' <<<"$out" || die "$MONACO_IMAGE: 'monaco languages --local' printed no python: $out"
 	PASS=$((PASS + 1))
-	log "ok  $MONACO_IMAGE: python3 -m monaco.cli languages"
+	log "ok  $MONACO_IMAGE: python3 -m monaco.cli languages --local"
 fi
 # And its config is what the Deployments rely on.
 /usr/bin/python3 -I - "$(readlink -f "${MONACO_E2E_CACHE:-/var/cache/monaco-e2e}/images/monaco.tar")" <<'EOF' ||

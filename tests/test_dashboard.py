@@ -1,0 +1,102 @@
+"""The Grafana dashboard (helm/monaco/files/dashboards/monaco.json) asks only for metrics that exist.
+
+Every PromQL expression of the dashboard, its panels' queries and its variables' alike, is reduced to the
+metric names it reads; each must be one that GET /metrics of the real app exposes, after one program
+has run so that the labelled series exist. The chart's side (the ConfigMap, the ServiceMonitor) is in
+tests/test_helm_chart.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import run_program
+
+DASHBOARD = Path(__file__).resolve().parents[1] / "helm" / "monaco" / "files" / "dashboards" / "monaco.json"
+
+# What PromQL spells with identifiers that are not metric names.
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+            "offset", "inf", "nan"}
+_IGNORED = [
+    re.compile(r"(?<=label_values\()([^,()]*),[^)]*"),  # Grafana's label_values(metric, label): the label
+    re.compile(r'"(?:[^"\\]|\\.)*"'),  # strings (label values, regexes)
+    re.compile(r"\{[^}]*\}"),  # label matchers (after the strings, which may hold braces)
+    re.compile(r"\[[^\]]*\]"),  # range selectors: [5m], [$__rate_interval]
+    re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"),  # label lists
+    re.compile(r"\$\{[^}]*\}|\$\w+"),  # Grafana variables
+]
+_IDENTIFIER = re.compile(r"(?<![\w.])([a-zA-Z_:][\w:]*)(\s*\()?")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (functions, keywords and labels left out)."""
+    for pattern in _IGNORED:
+        expr = pattern.sub(r"\1" if pattern.groups else " ", expr)
+    return {m.group(1) for m in _IDENTIFIER.finditer(expr) if not m.group(2) and m.group(1).lower() not in KEYWORDS}
+
+
+def test_metric_names_reads_promql() -> None:
+    expr = ('histogram_quantile(0.9, sum by (language, le) (rate(monaco_execution_seconds_bucket{job=~"$job",'
+            ' language=~"a|b"}[$__rate_interval]))) / clamp_min(sum(monaco_queue_length offset 5m), 1e-3)'
+            " + vector($max_workers) + on(job) group_left up")
+    assert metric_names(expr) == {"monaco_execution_seconds_bucket", "monaco_queue_length", "up"}
+    assert metric_names("label_values(monaco_submissions_received_total, language)") == {
+        "monaco_submissions_received_total"}
+
+
+def dashboard_queries() -> dict[str, str]:
+    """Every PromQL expression of the dashboard, by where it is: panels (rows included) and variables."""
+    board: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    queries: dict[str, str] = {}
+    panels = [*board["panels"], *(p for row in board["panels"] for p in row.get("panels", []))]
+    for panel in panels:
+        for target in panel.get("targets", []):
+            queries[f"panel {panel['title']!r} {target['refId']}"] = target["expr"]
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            queries[f"variable {variable['name']}"] = query["query"] if isinstance(query, dict) else query
+    return queries
+
+
+def exposed_names(text: str) -> set[str]:
+    """The names GET /metrics exposes: every sample's, and those of families declared without samples yet
+    (a labelled counter such as the rejections has none until the first one)."""
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        names |= {sample.name for sample in family.samples}
+        names |= {family.name + suffix for suffix in {"counter": ("_total",),
+                                                       "histogram": ("_bucket", "_sum", "_count")}.get(
+            family.type, ("",))}
+    return names
+
+
+@pytest.mark.anyio
+async def test_every_panel_queries_metrics_that_metrics_exposes(client: httpx.AsyncClient) -> None:
+    result = await run_program(client, "python", "print('hi')")
+    assert result["verdict"] == "ok", result
+    exposed = exposed_names((await client.get("/metrics")).text)
+    queries = dashboard_queries()
+    assert len([q for q in queries if q.startswith("panel")]) >= 8
+    for where, expr in queries.items():
+        names = metric_names(expr)
+        if expr.strip().startswith("vector("):
+            continue  # a constant line (MAX_WORKERS), no metric
+        assert names, f"{where}: no metric in {expr!r}"
+        assert names <= exposed, f"{where}: {sorted(names - exposed)} not in GET /metrics ({sorted(exposed)})"
+
+
+def test_every_panel_says_what_it_shows() -> None:
+    board = json.loads(DASHBOARD.read_text())
+    for panel in board["panels"]:
+        if panel["type"] != "row":
+            assert panel.get("description"), panel["title"]
+            assert all(t["datasource"] == {"type": "prometheus", "uid": "${datasource}"} for t in panel["targets"])
+    assert {v["name"] for v in board["templating"]["list"]} >= {"datasource", "job", "language", "max_workers"}
