@@ -11,13 +11,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # those start in turn: pytest and the processes the tests spawn, the scripts under e2e/ and bench/.
 export PYTHONSAFEPATH := 1
 
-.PHONY: help setup run test lint unit bench generate
+.PHONY: help setup run test lint unit bench generate playground browser screenshot
 help:
-	@echo "make run    - start Monaco on the embedded local back end (http://127.0.0.1:8080)"
-	@echo "make test   - lint, type-check and run the unit and integration tests (tests/)"
+	@echo "make run    - start Monaco on the embedded local back end (http://127.0.0.1:8080, the playground at /)"
+	@echo "make test   - lint, type-check and run the unit and integration tests (tests/), the playground's in Chromium"
 	@echo "make e2e    - bring up a local Kubernetes cluster (or use KUBECONFIG), install, run e2e/"
 	@echo "make bench  - print the benchmark tables (bench/)"
 	@echo "make generate - rewrite the files generated from core/ (CRD, manifests/languages.yaml, chart parts)"
+	@echo "make playground - rebuild the playground (playground/ -> api/static/playground/; needs npm)"
 	@echo "make helm   - build the pinned helm into the e2e cache (make test does, for the chart's tests)"
 	@echo "also: cluster-up cluster-down e2e-cluster-test"
 
@@ -51,14 +52,31 @@ lint: setup
 	@for d in tests bench e2e; do ln -sfn ../../$$d $(TYPECHECK)/$$d; done
 	cd $(TYPECHECK) && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml monaco tests bench e2e
 
+# The playground's tests drive Debian's Chromium through its chromedriver (they fail without them): installed
+# here when missing, as root.
+browser:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; }
+
 # HELM is set, so the chart's tests fail (rather than skip) when it is not there
-unit: setup helm
+unit: setup helm browser
 	HELM="$(HELM)" $(VENV)/bin/pytest tests
 
 test: lint unit
 
 bench: setup
 	$(PY) bench/run.py
+
+# The playground (playground/: CodeMirror from npm and the page) built into api/static/playground/, which is
+# committed and ships in the wheel, so that nothing else needs npm. Reproducible: npm ci installs what
+# package-lock.json pins; tests/test_playground.py fails when the build is stale (playground/build-stamp.json).
+playground:
+	cd playground && npm ci --ignore-scripts --no-audit --no-fund && node build.mjs
+
+# docs/playground.png, the README's picture: the screenshot the browser tests take of the page
+screenshot: setup browser
+	$(VENV)/bin/pytest -q tests/test_playground.py -k screenshot_for_the_readme
+	@mkdir -p docs && cp build/playground/playground.png docs/playground.png
 
 # the files generated from core/ (list: core/generate.py); tests/test_generated.py fails when one is stale
 generate: setup

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from monaco.api import routes
+from monaco.api import playground, routes
 from monaco.api.backend import Backend
 from monaco.api.errors import ApiError, error_response
 from monaco.api.hosts import AllowedHosts
@@ -58,6 +58,16 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal error; the server log has the details"}, status_code=500)
 
 
+def _playground(path: str, api_routes: list[Route]) -> list[Route]:
+    """The playground's routes at `path`, none when it is empty; refused when `path` is an API route's."""
+    if not path:
+        return []
+    assets = path.startswith(playground.ASSETS) and path != playground.ASSETS
+    if assets or path in {route.path for route in api_routes}:
+        raise ValueError(f"MONACO_PLAYGROUND_PATH={path} is a path of the API; choose another, such as /play/")
+    return playground.routes(path)
+
+
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Starlette:
     settings = settings or Settings()
     settings.registry  # noqa: B018 - a broken languages file fails here, at start-up, not on the first request
@@ -86,19 +96,20 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                 allow_headers=["content-type"],
             )
         )
+    api_routes = [
+        Route("/submit", routes.submit, methods=["POST"]),
+        Route("/status", routes.status, methods=["GET"]),
+        Route("/result", routes.result, methods=["GET"]),
+        Route("/submissions/{id}", routes.cancel, methods=["DELETE"]),
+        Route("/queue-stats", routes.queue_stats, methods=["GET"]),
+        Route("/languages", routes.languages, methods=["GET"]),
+        Route("/healthz", routes.healthz, methods=["GET"]),
+        Route("/readyz", routes.readyz, methods=["GET"]),
+        Route("/metrics", routes.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
     app = Starlette(
-        routes=[
-            Route("/submit", routes.submit, methods=["POST"]),
-            Route("/status", routes.status, methods=["GET"]),
-            Route("/result", routes.result, methods=["GET"]),
-            Route("/submissions/{id}", routes.cancel, methods=["DELETE"]),
-            Route("/queue-stats", routes.queue_stats, methods=["GET"]),
-            Route("/languages", routes.languages, methods=["GET"]),
-            Route("/healthz", routes.healthz, methods=["GET"]),
-            Route("/readyz", routes.readyz, methods=["GET"]),
-            Route("/metrics", routes.metrics, methods=["GET"]),
-            Route("/openapi.json", openapi_json, methods=["GET"]),
-        ],
+        routes=api_routes + _playground(settings.playground_path, api_routes),
         middleware=middleware,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from monaco.core.languages import Registry
 
 # A Localhost profile's path under the kubelet's seccomp root: relative, no component starting with a dot.
+# The playground's path: `/`, `/play`, `/play/`, `/a/b/`; empty is none.
+PLAYGROUND_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)*/?")
 SECCOMP_LOCALHOST_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 
 
@@ -48,6 +50,8 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", validation_alias=_env("CORS_ORIGINS"))
     log_json: bool = Field(False, validation_alias=_env("LOG_JSON"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+    # the path of the browser playground (api/playground.py); empty turns it off
+    playground_path: str = Field("/", validation_alias=_env("PLAYGROUND_PATH"))
 
     # --- the HTTP boundary: who may call, and how long a client may take to send a request
     # comma-separated Host names the API answers (`*.example.com` for subdomains, `*` for any); empty
@@ -115,6 +119,17 @@ class Settings(BaseSettings):
         raise ValueError(
             f"{value!r} is neither RuntimeDefault nor a profile path under the kubelet's seccomp root such as "
             "monaco/sandbox-v1.json (relative, no '..', letters, digits, '.', '_' and '-'); Unconfined is not offered"
+        )
+
+    @field_validator("playground_path")
+    @classmethod
+    def _playground_path(cls, value: str) -> str:
+        value = value.strip()
+        if PLAYGROUND_PATH.fullmatch(value) and not any(part.strip(".") == "" for part in value.split("/") if part):
+            return value
+        raise ValueError(
+            f"{value!r} is not a path for the playground: use one such as / or /play/ (letters, digits, '.', '_', "
+            "'~' and '-' between slashes, no '..'), or nothing to turn it off"
         )
 
     @field_validator("image_pull_secrets", mode="before")

@@ -33,6 +33,8 @@ for native in NATIVES:  # built at install time, executable, found where the cod
         assert str(path).startswith(sys.argv[1]) and os.access(path, os.X_OK), path
 from monaco.core.settings import Settings
 assert sorted(Settings().registry.names) == ["c", "cpp", "java", "python"]
+from monaco.api import playground  # the page and its assets, built, from the installed package
+assert [route.path for route in playground.routes("/")] == ["/", "/playground/{name}"]
 print("ok")
 """
 
@@ -47,6 +49,7 @@ def test_wheel_imports(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert not any(n.startswith(("core/", "api/", "operator/", "cli/", "tests/")) for n in names)
     assert "monaco/api/local/bin/nsrun" in names
+    assert {f"monaco/api/static/playground/{f}" for f in ("index.html", "app.js", "app.css")} <= set(names)
     assert wheel.name.endswith(f"-py3-none-linux_{os.uname().machine}.whl")  # native code: one platform
     site = tmp_path / "site"
     subprocess.run(
