@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -261,6 +262,18 @@ def test_cancel(api: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     result = api.get("/result", params={"id": sid}).json()
     assert result["status"] == "failed" and result["verdict"] == "cancelled"
+
+
+def test_the_playground_is_served_through_the_service(api: httpx.Client) -> None:
+    """The page at / and every asset it names, through the chart's Service: the image carries the built playground."""
+    page = api.get("/")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8", page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assets = re.findall(r'(?:src|href)="\./(playground/[^"]+)"', page.text)
+    assert {a.split("?")[0] for a in assets} >= {"playground/app.js", "playground/app.css"}
+    for asset in assets:
+        r = api.get("/" + asset)
+        assert r.status_code == 200 and r.content, asset
 
 
 def test_kubectl_shows_the_columns(api: httpx.Client, kubectl: Any) -> None:

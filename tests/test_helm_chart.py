@@ -350,6 +350,7 @@ def test_env_is_what_settings_reads(helm: list[str], value_set: str, tmp_path: P
         assert sorted(s.registry.names) == sorted(values["languages"])
         if name == "monaco-api":
             assert (s.host, s.port) == ("0.0.0.0", 8080)
+            assert s.playground_path == values["playgroundPath"]
 
 
 def test_the_default_input_cap_fits_the_crd(helm: list[str]) -> None:
@@ -554,7 +555,8 @@ def test_notes_tell_how_to_submit(helm: list[str], tmp_path: Path) -> None:
         'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n'
         'data:\n  notes: {{ tpl (.Files.Get "notes.txt") . | quote }}\n')
     for args, expect in (
-        (["-n", NAMESPACE], ["port-forward svc/monaco-api 8080:80", 'deletes namespace "monaco-sandbox"']),
+        (["-n", NAMESPACE], ["port-forward svc/monaco-api 8080:80", 'deletes namespace "monaco-sandbox"',
+                             "(and the playground: $MONACO_URL/ in a browser):"]),
         (["-f", str(VALUE_SETS["all-on"])], ["https://judge.example.com", 'keeps the CodeSubmission CRD']),
     ):
         out = run_helm(helm, "template", RELEASE, str(chart), "-s", "templates/zz-notes.yaml", *args).stdout
