@@ -17,7 +17,7 @@ const streams = { compileOutput: "compile-output", output: "stdout", stderr: "st
 
 let registry = new Map(); // name -> an entry of GET /languages
 let codes = {}; // language name -> the program last written in it, this session and in the draft
-let running = null; // {id, cancelled} while a run is in flight
+let running = null; // while a run is in flight: {id} once the server has accepted it, {cancel} if asked before
 
 const editor = createEditor($("editor"), {
   nonce: document.querySelector('meta[name="monaco-nonce"]').content,
@@ -135,16 +135,20 @@ async function run() {
   setBusy(true);
   showVerdict("Submitting", "busy", "Sending the program to Monaco…");
   ui.verdict.dataset.verdict = "";
+  running = {};
   try {
     const { id } = await api.submit(request);
-    running = { id };
+    running.id = id;
+    if (running.cancel) await api.cancel(id).catch(() => {}); // asked for while the program was on its way
     let result;
     for (let wait = 100; ; wait = Math.min(wait * 1.5, 1000)) {
       result = await api.result(id);
       if (api.FINISHED.has(result.status)) break;
       const queued = result.status !== "running";
-      showVerdict(queued ? "Queued" : "Running", "busy",
-        queued ? "Waiting for a free sandbox…" : "The program is running…");
+      if (!running.cancel) {
+        showVerdict(queued ? "Queued" : "Running", "busy",
+          queued ? "Waiting for a free sandbox…" : "The program is running…");
+      }
       await pause(wait);
     }
     showResult(result, chosen);
@@ -165,6 +169,8 @@ async function cancel() {
   if (!running) return;
   ui.cancel.disabled = true;
   showVerdict("Cancelling", "busy", "Stopping the program…");
+  running.cancel = true;
+  if (!running.id) return; // run() cancels it as soon as the server has given it an id
   try {
     await api.cancel(running.id);
   } catch (error) {
@@ -260,6 +266,9 @@ async function start() {
   const draft = saved.draft();
   if (draft && typeof draft.codes === "object") codes = { ...draft.codes };
   const linked = saved.fromFragment(location.hash);
+  // A link's program, once open, is the draft: a reload keeps what was written since, and the address bar
+  // holds a link again only when asked to (Copy link).
+  if (linked) history.replaceState(null, "", location.pathname + location.search);
   if (!(linked && open(linked))) {
     const name = [draft?.language, listing.default].find((n) => registry.has(n)) ?? listing.languages[0].name;
     selectLanguage(name);
@@ -277,7 +286,7 @@ ui.share.addEventListener("click", () => share());
 ui.clearHistory.addEventListener("click", () => renderHistory((saved.clearHistory(), [])));
 window.addEventListener("hashchange", () => {
   const linked = saved.fromFragment(location.hash);
-  if (linked) open(linked);
+  if (linked && open(linked)) history.replaceState(null, "", location.pathname + location.search);
 });
 // Ctrl/Cmd+Enter runs from anywhere on the page (the editor has its own binding, which comes first).
 document.addEventListener("keydown", (event) => {
