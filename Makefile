@@ -55,7 +55,9 @@ lint: setup
 # The playground's tests drive Debian's Chromium through its chromedriver (they fail without them): installed
 # here when missing, as root.
 browser:
-	@{ command -v chromium && command -v chromedriver; } >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	@{ { command -v chromium || command -v chromium-browser || command -v google-chrome; } && \
+	   { command -v chromedriver || test -x "$$CHROMEWEBDRIVER/chromedriver"; }; } >/dev/null || \
+	  [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; }
 
 # HELM is set, so the chart's tests fail (rather than skip) when it is not there

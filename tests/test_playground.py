@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 import time
@@ -53,7 +54,9 @@ EXTRA_LANGUAGES = {
 
 
 def chromium() -> tuple[str, str]:
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    """Debian's chromium and chromedriver; or a Chrome and its driver where a CI image ships those instead."""
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    driver = shutil.which("chromedriver") or shutil.which("chromedriver", path=os.environ.get("CHROMEWEBDRIVER", ""))
     if not (browser and driver):
         pytest.fail(
             "the playground's tests need Chromium and its driver: apt-get install chromium chromium-driver "
