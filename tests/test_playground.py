@@ -11,12 +11,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +77,48 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     path.write_text(yaml.safe_dump(registry))
     with served(MONACO_LANGUAGES_FILE=str(path)) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def prefixed(url: str) -> Iterator[str]:
+    """The server under the path /monaco of another port, as an Ingress that strips its path serves it."""
+    target = urlsplit(url)
+
+    class Proxy(BaseHTTPRequestHandler):
+        def forward(self) -> None:
+            if not self.path.startswith("/monaco/"):
+                self.send_error(404)
+                return
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+            upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=WAIT)
+            try:
+                upstream.request(self.command, self.path.removeprefix("/monaco"), body or None, headers)
+                response = upstream.getresponse()
+                data = response.read()
+            finally:
+                upstream.close()
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("connection", "transfer-encoding", "content-length"):
+                    self.send_header(key, value)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = forward
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}/monaco"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -369,6 +414,20 @@ def test_the_page_loads_nothing_from_another_origin(page: Page) -> None:
     assert page.js("return window.__violations") == []  # nothing the Content-Security-Policy had to block
     errors = [e["message"] for e in page.log("browser") if e["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_it_works_under_a_path_as_behind_an_ingress(page: Page, prefixed: str) -> None:
+    page.url = prefixed  # the page at /monaco/, the API under /monaco/ too
+    page.log("performance")
+    page.open()
+    page.choose("c")
+    page.type_code('#include <stdio.h>\nint main(void) { puts("through /monaco"); }')
+    assert page.run()["stdout"] == "through /monaco\n"
+    assert page.find("footer a").get_attribute("href") == prefixed + "/openapi.json"
+    logged = [json.loads(entry["message"])["message"] for entry in page.log("performance")]
+    requested = [m["params"]["request"]["url"] for m in logged if m["method"] == "Network.requestWillBeSent"]
+    assert any("/submit" in u for u in requested)
+    assert [u for u in requested if not u.startswith(prefixed + "/")] == []
 
 
 def test_screenshot_for_the_readme(page: Page) -> None:
