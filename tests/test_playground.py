@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
@@ -36,6 +36,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
+from monaco.api import playground
 from monaco.api.app import create_app
 from monaco.core.settings import Settings
 from tests.support import served
@@ -523,6 +524,14 @@ async def test_the_page_can_move_or_be_turned_off(settings: Settings) -> None:
         assert (await http.get("/")).status_code == 404
         assert (await http.get("/playground/app.js")).status_code == 404
         assert (await http.get("/languages")).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "root"), [("/", "./"), ("/play", "./"), ("/play/", "../"), ("/a/b", "../"),
+                                             ("/a/b/", "../../")])
+def test_the_api_is_found_relative_to_the_page(path: str, root: str) -> None:
+    """A browser resolves `root` against the page's URL: the API's root, under whatever prefix is in front."""
+    assert playground.api_root(path) == root
+    assert urljoin("https://example.com/prefix" + path, root) == "https://example.com/prefix/"
 
 
 @pytest.mark.parametrize("path", ["play", "/a/../b", "/a//b", "/..", "/a b", "/a?b"])
