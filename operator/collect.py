@@ -63,7 +63,8 @@ class Collector:
                     log.exception("could not read the result of %s; the periodic check will retry", sub.name)
                     return False
             started = pod.created if pod is not None else None
-            wrote = bool(await finish(self.cluster, sub.name, sub.phase, outcome, self.clock(), started))
+            wrote = bool(await finish(self.cluster, sub.name, sub.phase, outcome, self.clock(), started,
+                                      sub.job_name))
             if wrote:
                 self.done[sub.uid] = self.clock()
             return wrote
@@ -82,7 +83,7 @@ class Collector:
         if sub.key in self.torn_down or self._recent(sub):
             return
         self.torn_down.add(sub.key)
-        await teardown(self.cluster, sub.name)
+        await teardown(self.cluster, sub.name, sub.job_name)
 
     # ---- events
     async def on_pod(self, body: dict[str, Any], ix: Indexes) -> None:

@@ -25,11 +25,13 @@ from monaco.operator.admission import Admission, Indexes
 from monaco.operator.cleanup import sweep
 from monaco.operator.cluster import Cluster
 from monaco.operator.collect import Collector
+from monaco.operator.pool import Pool, PoolJobRecord, PoolPodRecord, pool_job_record, pool_pod_record
 
 log = logging.getLogger("monaco.operator")
 CRS = (f"{r.GROUP}/{r.VERSION}", r.PLURAL)
 JOBS = ("batch/v1", "jobs")
 PODS = ("v1", "pods")
+POOL_SELECTOR: dict[str, Any] = {**names.SANDBOX_SELECTOR, names.POOL: kopf.PRESENT}
 TICK_SECONDS = 1.0  # the safety timer: admission and checks run at least this often
 SWEEP_EVERY = timedelta(seconds=60)
 MEMO_KEY = "monaco"
@@ -46,10 +48,14 @@ class Context:
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
+    pool: Pool | None = None
+
     @classmethod
     def create(cls, settings: Settings, cluster: Cluster) -> Context:
-        admission = Admission(settings, cluster)
-        return cls(settings, cluster, admission, Collector(settings, cluster, admission))
+        warm = Pool(settings, cluster)
+        warm_pool = warm if warm.enabled else None  # empty warmPool: the cold path alone, as ever
+        admission = Admission(settings, cluster, pool=warm_pool)
+        return cls(settings, cluster, admission, Collector(settings, cluster, admission), pool=warm)
 
 
 def _ctx(memo: Any) -> Context:
@@ -59,7 +65,8 @@ def _ctx(memo: Any) -> Context:
 
 
 def _ix(kwargs: dict[str, Any]) -> Indexes:
-    return Indexes(kwargs["submissions_index"], kwargs["jobs_index"], kwargs["pods_index"])
+    return Indexes(kwargs["submissions_index"], kwargs["jobs_index"], kwargs["pods_index"],
+                   kwargs["pool_pods_index"], kwargs["pool_jobs_index"])
 
 
 # ---- indexes: the cluster's state, rebuilt from a full listing on every start
@@ -79,6 +86,18 @@ def jobs_index(body: kopf.Body, **_: Any) -> dict[str, state.JobRecord]:
 def pods_index(body: kopf.Body, **_: Any) -> dict[str, state.PodRecord]:
     rec = state.pod_record(body)
     return {rec.key: rec}
+
+
+@kopf.index(*PODS, labels=POOL_SELECTOR)
+def pool_pods_index(body: kopf.Body, **_: Any) -> dict[str, PoolPodRecord]:
+    rec = pool_pod_record(body)
+    return {rec.language: rec}
+
+
+@kopf.index(*JOBS, labels=POOL_SELECTOR)
+def pool_jobs_index(body: kopf.Body, **_: Any) -> dict[str, PoolJobRecord]:
+    rec = pool_job_record(body)
+    return {rec.language: rec}
 
 
 # ---- events
@@ -123,6 +142,8 @@ async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
             await ctx.admission.queue_missed(ix)
             await ctx.admission.admit_next(ix)
             await ctx.collector.check(ix)
+            if ctx.pool is not None:  # also drains what an earlier release's pools left behind
+                await ctx.pool.reconcile(ix.pool_pods, ix.pool_jobs, ix.submissions)
             now = clock()
             if last_sweep is None or now - last_sweep >= SWEEP_EVERY:
                 last_sweep = now

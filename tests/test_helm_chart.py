@@ -431,12 +431,16 @@ def test_rbac_is_least_privilege_in_the_sandbox_namespace(helm: list[str], value
     assert _rules(roles["monaco-api"]) == {
         ("monaco.dev", "codesubmissions"): {"create", "get", "list", "watch", "delete"},
     }
+    # warm pools (on in all-on) add what a claim and its delivery need, and nothing else
+    warm = {"patch"} if values.get("warmPool") else set()
+    attach = {("", "pods/attach"): {"create", "get"}} if values.get("warmPool") else {}
     assert _rules(roles["monaco-operator"]) == {
         ("monaco.dev", "codesubmissions"): {"get", "list", "watch", "patch", "update", "delete"},
         ("monaco.dev", "codesubmissions/status"): {"get", "patch", "update"},
-        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-        ("", "pods"): {"get", "list", "watch"},
+        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"} | warm,
+        ("", "pods"): {"get", "list", "watch"} | warm,
         ("", "pods/log"): {"get"},
+        **attach,
         ("", "configmaps"): {"create", "get", "delete"},
         ("networking.k8s.io", "networkpolicies"): {"create", "get", "delete"},
         ("", "events"): {"create", "patch"},
@@ -520,6 +524,8 @@ def test_autoscaling_needs_a_metric(helm: list[str]) -> None:
     (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy"),
     (["--set", "sandbox.imagePullSecrets=oops"], "sandbox.imagePullSecrets"),
     (["--set", "maxInputBytes=2000000"], "maxInputBytes"),
+    (["--set", "warmPool.python=-1"], "warmPool.python"),
+    (["--set", "warmPool.Python=1"], "warmPool"),
     (["--set", "languages.python.imagePullPolicy=Sometimes"], "languages.python.imagePullPolicy"),
     (["--set", "defaultLanguage=ruby"], "defaultLanguage"),
     (["--set", "languages.python=null"], "defaultLanguage"),
