@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config
@@ -177,12 +179,37 @@ class Cluster:
             raise
         return True
 
-    async def attach(self, pod: str, container: str, data: bytes, expect: bytes,
-                     timeout: float = ATTACH_TIMEOUT) -> bool:
-        """Write `data` to a container's stdin through pods/attach; True once its stdout shows `expect`."""
-        return await asyncio.to_thread(self._attach, pod, container, data, expect, timeout)
+    async def attach(self, pod: str, container: str, data: bytes, expect: bytes, linger: float = 0,
+                     timeout: float = ATTACH_TIMEOUT) -> tuple[bool, asyncio.Future[bytes]]:
+        """Write `data` to a container's stdin through pods/attach; True once its stdout shows `expect`.
 
-    def _attach(self, pod: str, container: str, data: bytes, expect: bytes, timeout: float) -> bool:
+        The stream then stays open for up to `linger` seconds (until the container ends): the second
+        value resolves to everything the container printed (b"" when nothing more came). A thread of its
+        own per attach, so that long-lived streams never starve the API calls of asyncio's thread pool.
+        """
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[bool] = loop.create_future()
+        output: asyncio.Future[bytes] = loop.create_future()
+
+        def settle(future: asyncio.Future[Any], value: Any) -> None:
+            if not future.done():
+                future.set_exception(value) if isinstance(value, BaseException) else future.set_result(value)
+
+        def work() -> None:
+            seen = b""
+            try:
+                seen = self._attach(pod, container, data, expect, timeout, linger,
+                                    lambda: loop.call_soon_threadsafe(settle, acked, True))
+            except Exception as exc:
+                loop.call_soon_threadsafe(settle, acked, exc)
+            loop.call_soon_threadsafe(settle, acked, False)
+            loop.call_soon_threadsafe(settle, output, seen)
+
+        threading.Thread(target=work, name=f"attach-{pod}", daemon=True).start()
+        return await acked, output
+
+    def _attach(self, pod: str, container: str, data: bytes, expect: bytes, timeout: float, linger: float,
+                on_ack: Callable[[], object]) -> bytes:
         # stream() swaps the request method of the ApiClient it is given: its own client, not the shared one.
         api = client.CoreV1Api(client.ApiClient(self._api.configuration))
         ws = stream(api.connect_get_namespaced_pod_attach, pod, self.namespace, container=container, stdin=True,
@@ -191,12 +218,17 @@ class Cluster:
             ws.write_stdin(data)
             seen = b""
             deadline = time.monotonic() + timeout
+            while ws.is_open() and time.monotonic() < deadline and expect not in seen:
+                ws.update(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+                seen += ws.read_stdout(timeout=0) or b""
+            if expect not in seen:
+                return seen
+            on_ack()
+            deadline = time.monotonic() + linger
             while ws.is_open() and time.monotonic() < deadline:
                 ws.update(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
                 seen += ws.read_stdout(timeout=0) or b""
-                if expect in seen:
-                    return True
-            return expect in seen
+            return seen
         finally:
             ws.close()
 

@@ -55,7 +55,9 @@ class Context:
         warm = Pool(settings, cluster)
         warm_pool = warm if warm.enabled else None  # empty warmPool: the cold path alone, as ever
         admission = Admission(settings, cluster, pool=warm_pool)
-        return cls(settings, cluster, admission, Collector(settings, cluster, admission), pool=warm)
+        collector = Collector(settings, cluster, admission)
+        warm.sink = collector.streamed
+        return cls(settings, cluster, admission, collector, pool=warm)
 
 
 def _ctx(memo: Any) -> Context:

@@ -16,8 +16,10 @@ serves one program and is never returned to the pool.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -42,6 +44,10 @@ LEFTOVER_GRACE = timedelta(seconds=60)
 # Claims tried per submission before it takes the cold path (each lost one was won by another claim).
 CLAIM_ATTEMPTS = 3
 ACCEPTED = b"#MONACO-JOB v1 ACCEPTED"
+# How long past its time limit the attach stream of a run is kept open for its envelope.
+STREAM_SLACK_SECONDS = 5
+# What the pool hands a delivered run's stream to: the submission, its pool Job and the runner's stdout.
+StreamSink = Callable[[Submission, str, bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,8 @@ class PoolCluster(Protocol):
     async def delete_job(self, name: str) -> None: ...
     async def patch_pod(self, name: str, ops: list[dict[str, Any]]) -> bool: ...
     async def patch_job(self, name: str, body: dict[str, Any]) -> bool: ...
-    async def attach(self, pod: str, container: str, data: bytes, expect: bytes) -> bool: ...
+    async def attach(self, pod: str, container: str, data: bytes, expect: bytes,
+                     linger: float = 0) -> tuple[bool, asyncio.Future[bytes]]: ...
     async def read_log(self, pod: str, container: str, tail_lines: int, limit_bytes: int) -> bytes | None: ...
 
 
@@ -166,6 +173,10 @@ class Pool:
         self.created: dict[str, tuple[str, datetime]] = {}  # Job name -> (language, when) until indexed
         self.policy_ready = False
         self.stats = PoolStats()
+        # Single-container pods print their envelope on the attach stream: the result is there as soon as
+        # the program ends, not when the kubelet next looks at the pod (up to a second later).
+        self.sink: StreamSink | None = None
+        self._streams: set[asyncio.Task[None]] = set()
         self.hashes = {lang.name: builders.pool_hash(lang, settings) for lang in settings.registry}
         unknown = sorted(set(settings.warm_pool) - set(self.hashes))
         if unknown:
@@ -307,16 +318,30 @@ class Pool:
     async def _hand_over(self, sub: Submission, pod: PoolPodRecord) -> bool:
         """Owner and job to a pod this process just claimed; on any failure the pod goes, unused."""
         container = builders.delivery_container(sub.language)
+        linger = 0.0 if sub.language.compiles or self.sink is None else sub.timeout_seconds + STREAM_SLACK_SECONDS
         try:
             if not await self.cluster.patch_job(pod.job_name, builders.claim_owner_patch(sub)):
                 raise RuntimeError(f"pool Job {pod.job_name} is gone")
-            if not await self.cluster.attach(pod.name, container, builders.job_frame(sub.code, sub.stdin), ACCEPTED):
+            acked, output = await self.cluster.attach(pod.name, container, builders.job_frame(sub.code, sub.stdin),
+                                                      ACCEPTED, linger)
+            if not acked:
                 raise RuntimeError("the runner did not acknowledge the job")
         except Exception as exc:
             log.warning("delivering %s to %s failed (%s); it takes the cold path", sub.name, pod.name, exc)
             await self._discard(pod)
             return False
+        if linger:
+            task = asyncio.create_task(self._stream(sub, pod.job_name, output), name=f"stream-{sub.name}")
+            self._streams.add(task)
+            task.add_done_callback(self._streams.discard)
         return True
+
+    async def _stream(self, sub: Submission, job_name: str, output: asyncio.Future[bytes]) -> None:
+        """The runner's stdout from the attach stream, to the sink; the pod's log remains the fallback."""
+        with contextlib.suppress(Exception):
+            data = await output
+            if self.sink is not None and data:
+                await self.sink(sub, job_name, data)
 
     async def _resume(self, sub: Submission, pod: PoolPodRecord) -> str | None:
         """A pod claimed for `sub` before a restart: running warm if its runner accepted the job (its

@@ -3,6 +3,7 @@ resource bodies shaped as the API server returns them."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import subprocess
@@ -190,6 +191,7 @@ class FakeCluster:
         self.pods: dict[str, dict[str, Any]] = {}  # pool pods, by name
         self.attached: list[tuple[str, str, bytes]] = []
         self.acknowledge = True  # the pool runner answers a delivered job
+        self.streams: dict[str, bytes] = {}  # pod -> what its runner prints on the attach stream
         self.fail_create: Exception | None = None
         self.refuse_status: Callable[[list[dict[str, Any]]], bool] = lambda ops: False
         self._rv = 100
@@ -296,14 +298,17 @@ class FakeCluster:
             job["metadata"]["ownerReferences"] = meta["ownerReferences"]
         return True
 
-    async def attach(self, pod: str, container: str, data: bytes, expect: bytes) -> bool:
+    async def attach(self, pod: str, container: str, data: bytes, expect: bytes,
+                     linger: float = 0) -> tuple[bool, asyncio.Future[bytes]]:
         self.calls.append(("attach", pod, container))
+        output: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        output.set_result(self.streams.get(pod, b""))
         if pod not in self.pods:
-            return False
+            return False, output
         self.attached.append((pod, container, data))
         if self.acknowledge:
             self.logs[(pod, container)] = self.logs.get((pod, container), b"") + expect + b"\n"
-        return self.acknowledge
+        return self.acknowledge, output
 
     async def read_log(self, pod: str, container: str, tail_lines: int, limit_bytes: int) -> bytes | None:
         self.calls.append(("read_log", pod, container, tail_lines, limit_bytes))

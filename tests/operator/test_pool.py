@@ -288,3 +288,27 @@ async def test_finished_warm_submission_tears_down_only_its_pool_job(warm: Setti
     cluster = FakeCluster()
     await teardown(cluster, "a", "pool-python-9")  # type: ignore[arg-type]
     assert cluster.calls == [("delete_children", "a", "pool-python-9")]
+
+
+@pytest.mark.anyio
+async def test_a_warm_run_is_finished_from_its_attach_stream(warm: Settings, clock: Clock,
+                                                             runner: Any) -> None:
+    """The envelope comes back on the stream the job went out on: no wait for the kubelet to see the pod end."""
+    import asyncio
+
+    from monaco.operator.collect import Collector
+
+    cluster = FakeCluster(default_limits("a"))
+    await filled(warm, cluster, clock)
+    admission = claimable(warm, cluster, clock)
+    assert admission.pool is not None
+    admission.pool.sink = Collector(warm, cluster, admission, clock).streamed  # type: ignore[arg-type]
+    envelope = runner("run", "echo hello", source="")
+    for pod_name in cluster.pods:
+        cluster.streams[pod_name] = ACCEPTED + b"\n" + envelope
+    assert await admission.admit_next(ix_of(cluster)) == ["a"]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    status = cluster.status("a")
+    assert status["phase"] == "completed" and status["output"] == "hello\n" and status["warm"] is True
+    assert status["jobName"] not in cluster.jobs  # torn down: a pod serves one program
