@@ -41,7 +41,8 @@ MAX_WORKERS = 3
 # Per path, the values added to every install and upgrade. Idle pool pods request CPU like running ones:
 # on the 2-core local node the warm pass gives sandboxes 300m, so that 3 workers and the pools fit.
 WARM_POOL = {"python": 1, "c": 1}
-PATHS = {"cold": [], "warm": ["--set-json", f"warmPool={json.dumps(WARM_POOL)}", "--set", "sandbox.cpu=300m"]}
+PATHS = {"cold": [], "warm": ["--set-json", f"warmPool={json.dumps(WARM_POOL)}", "--set", "sandbox.cpu=300m",
+                               "--set", "operator.metricsPort=8082"]}
 IDLE = "monaco.dev/pool-state=idle"
 POLL = 0.2  # seconds between polls of the cluster
 
@@ -420,6 +421,10 @@ def test_the_pool_refills_after_a_burst(api: httpx.Client, kubectl: Any, path: s
     wait_until_blocking(lambda: _ready_idle(kubectl, "python") == WARM_POOL["python"]
                         and not _pool_pods(kubectl, "python", "monaco.dev/pool-state=claimed"), 180,
                         "the python pool to refill", POLL)
+    # and the operator's /metrics says so
+    op = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
+    text = httpx.get(f"http://{op['status']['podIP']}:8082/metrics", timeout=10).text
+    assert 'monaco_pool_size{language="python"} 1.0' in text and "monaco_pool_claims_total" in text, text
 
 
 def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Any, release: None) -> None:

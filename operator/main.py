@@ -20,7 +20,7 @@ from monaco.core import logs
 from monaco.core import resource as r
 from monaco.core.models import Status, utcnow
 from monaco.core.settings import Settings
-from monaco.operator import names, state
+from monaco.operator import metrics, names, state
 from monaco.operator.admission import Admission, Indexes
 from monaco.operator.cleanup import sweep
 from monaco.operator.cluster import Cluster
@@ -159,6 +159,9 @@ async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     configure(settings)
     ctx = _ctx(memo)
+    if ctx.pool is not None and ctx.settings.metrics_port:
+        ix = _ix(kwargs)
+        metrics.serve(ctx.settings.metrics_port, ctx.pool, lambda: (ix.pool_pods, ix.pool_jobs))
     ctx.task = asyncio.create_task(loop(ctx, _ix(kwargs)), name="monaco-admission")
 
 

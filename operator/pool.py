@@ -148,17 +148,24 @@ class PoolCluster(Protocol):
     async def read_log(self, pod: str, container: str, tail_lines: int, limit_bytes: int) -> bytes | None: ...
 
 
+CLAIM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 @dataclass
 class PoolStats:
-    """What /metrics shows of the pools (the operator's metrics endpoint)."""
+    """What the operator's /metrics shows of the pools (operator/metrics.py)."""
 
     claims: dict[str, int] = field(default_factory=dict)
     misses: dict[tuple[str, str], int] = field(default_factory=dict)  # (language, reason)
-    claim_seconds: list[float] = field(default_factory=list)  # claim to acknowledged start, recent ones
+    # claim to the runner's acknowledgement (the program starts then): cumulative counts per bucket
+    claim_buckets: list[int] = field(default_factory=lambda: [0] * len(CLAIM_BUCKETS))
+    claim_seconds_sum: float = 0.0
 
     def hit(self, language: str, seconds: float) -> None:
         self.claims[language] = self.claims.get(language, 0) + 1
-        self.claim_seconds = [*self.claim_seconds[-999:], seconds]
+        self.claim_seconds_sum += seconds
+        for i, bound in enumerate(CLAIM_BUCKETS):
+            self.claim_buckets[i] += seconds <= bound
 
     def miss(self, language: str, reason: str) -> None:
         self.misses[(language, reason)] = self.misses.get((language, reason), 0) + 1

@@ -469,8 +469,12 @@ def test_network_policies_allow_only_the_kubernetes_api(helm: list[str], value_s
         deploy = one(docs, "Deployment", f"monaco-{component}")
         assert policy["podSelector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
         assert policy["policyTypes"] == ["Ingress", "Egress"]
-        [ingress] = policy["ingress"]
+        ingress, *metrics = policy["ingress"]
         assert ingress["ports"] == [{"protocol": "TCP", "port": ingress_port}]
+        # the operator's Prometheus endpoint, when on (all-on), from the API's peers
+        metrics_port = merged_values(value_set)["operator"]["metricsPort"] if component == "operator" else 0
+        assert [m["ports"] for m in metrics] == ([[{"protocol": "TCP", "port": metrics_port}]] if metrics_port else [])
+        assert all(m.get("from", []) == np_values["apiIngressFrom"] for m in metrics)
         if component == "api":
             assert ingress.get("from", []) == np_values["apiIngressFrom"]
         else:

@@ -312,3 +312,24 @@ async def test_a_warm_run_is_finished_from_its_attach_stream(warm: Settings, clo
     status = cluster.status("a")
     assert status["phase"] == "completed" and status["output"] == "hello\n" and status["warm"] is True
     assert status["jobName"] not in cluster.jobs  # torn down: a pod serves one program
+
+
+@pytest.mark.anyio
+async def test_metrics_show_size_idle_claims_misses_and_claim_latency(warm: Settings, clock: Clock) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from monaco.operator.metrics import PoolCollector
+
+    cluster = FakeCluster(default_limits("a"), submission("b", phase="queued"))
+    await filled(warm, cluster, clock)
+    admission = claimable(warm, cluster, clock)
+    assert await admission.admit_next(ix_of(cluster)) == ["a", "b"]
+    assert admission.pool is not None
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(admission.pool, lambda: pool_index(cluster)))
+    text = generate_latest(registry).decode()
+    assert 'monaco_pool_size{language="python"} 2.0' in text
+    assert 'monaco_pool_idle{language="python"} 1.0' in text  # one claimed
+    assert 'monaco_pool_claims_total{language="python"} 1.0' in text
+    assert 'monaco_pool_misses_total{language="python",reason="limits"} 1.0' in text
+    assert 'monaco_pool_claim_seconds_count 1.0' in text
