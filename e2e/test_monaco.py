@@ -152,6 +152,8 @@ def ran_warm(kubectl: Any, sid: str) -> bool:
 
 @pytest.mark.parametrize("language", ["python", "java", "c", "cpp"])
 def test_each_language_runs_with_stdin(api: httpx.Client, kubectl: Any, path: str, language: str) -> None:
+    if path == "warm" and language in WARM_POOL:
+        wait_until_blocking(lambda: _ready_idle(kubectl, language) > 0, 180, f"an idle {language} pool pod", POLL)
     result = run(api, language, HELLO[language], "world\n")
     assert ran_warm(kubectl, result["id"]) == (path == "warm" and language in WARM_POOL), result
     assert result["verdict"] == "ok", result
@@ -534,6 +536,10 @@ def test_upgrade_takes_effect_without_losing_queued_work(api: httpx.Client, kube
     )
     results = [finished(api, sid, 600) for sid in ids]
     assert [r["output"] for r in results] == [f"{i}\n" for i in range(8)]
+    if path == "warm":  # the upgrade above kept the pools; this one grows one, and it grows
+        helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values", "--set", "warmPool.python=2",
+             "--wait", "--timeout", "300s")
+        wait_until_blocking(lambda: _ready_idle(kubectl, "python") == 2, 180, "two idle python pool pods", POLL)
     more = [
         api.post("/submit", json={"language": "python", "code": "import time; time.sleep(1)"}).json()["id"]
         for _ in range(4)
