@@ -135,6 +135,29 @@ def ran_warm(sid: str) -> bool:
     return bool(kjson("get", "codesubmission", sid, "-n", SANDBOX_NS).get("status", {}).get("warm"))
 
 
+HOPS = ("submit .. queued (operator sees it, writes queued)",
+        "queued .. running (claim + attach, or the Job's children)",
+        "running .. completed, less the run (pod start for cold; result back)", "the run itself (executionTime)",
+        "completed .. the client sees it (API watch cache, client poll)")
+
+
+def hops(sid: str, client_seconds: float) -> list[float]:
+    """Where one submission's time went, in ms, from the timestamps on its CodeSubmission."""
+    from datetime import datetime
+
+    body = kjson("get", "codesubmission", sid, "-n", SANDBOX_NS)
+    st = body.get("status", {})
+
+    def t(value: str) -> float:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
+
+    submitted = t(body["metadata"]["annotations"]["monaco.dev/submitted-at"])
+    queued, started, completed = t(st["queuedAt"]), t(st["startedAt"]), t(st["completedAt"])
+    run = float(st.get("executionTimeMs") or 0)
+    return [queued - submitted, started - queued, completed - started - run, run,
+            client_seconds * 1000 - (completed - submitted)]
+
+
 def idle_pool_pods() -> int:
     pods = kjson("get", "pods", "-n", SANDBOX_NS, "-l", "monaco.dev/pool=python,monaco.dev/pool-state=idle")["items"]
     return sum(1 for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
@@ -160,6 +183,7 @@ def latency(runs: int = 15) -> None:
     seconds: dict[str, list[float]] = {"warm": [], "cold": [], "bare": []}
     writes: dict[str, list[int]] = {"warm": [], "cold": [], "bare": []}
     warm_runs = 0
+    steps: dict[str, list[list[float]]] = {"warm": [], "cold": []}
     with api_client() as api:
         for body in PATHS.values():
             submit_and_wait(api, body)  # warm up
@@ -174,6 +198,7 @@ def latency(runs: int = 15) -> None:
                     elapsed, sid = submit_and_wait(api, PATHS[path])
                     seconds[path].append(elapsed)
                     warm_runs += path == "warm" and ran_warm(sid)
+                    steps[path].append(hops(sid, elapsed))
                 time.sleep(2)  # let the tail (teardown, pool refill) land in this run's writes
                 writes[path].append(api_writes() - before)
     rows = []
@@ -184,6 +209,9 @@ def latency(runs: int = 15) -> None:
                  (f"{label} API writes per run (median)", f"{statistics.median(writes[path]):.0f}")]
     rows.append(("runs that claimed a warm sandbox", f"{warm_runs} / {runs}"))
     table(f"latency: hello-world Python, {runs} runs each, interleaved", rows)
+    table("where the time goes, hop by hop (median ms, from the CodeSubmission's timestamps)",
+          [(f"{path}: {hop}", f"{statistics.median(s[i] for s in steps[path]):.0f}")
+           for path in steps for i, hop in enumerate(HOPS)])
 
 
 def throughput(burst: int = 100) -> None:
