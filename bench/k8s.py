@@ -135,8 +135,7 @@ def ran_warm(sid: str) -> bool:
     return bool(kjson("get", "codesubmission", sid, "-n", SANDBOX_NS).get("status", {}).get("warm"))
 
 
-HOPS = ("submit .. queued (operator sees it, writes queued)",
-        "queued .. running (claim + attach, or the Job's children)",
+HOPS = ("submit .. running (the operator's watch, queued, then claim + attach or the Job and its children)",
         "running .. completed, less the run (pod start for cold; result back)", "the run itself (executionTime)",
         "completed .. the client sees it (API watch cache, client poll)")
 
@@ -152,9 +151,9 @@ def hops(sid: str, client_seconds: float) -> list[float]:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
 
     submitted = t(body["metadata"]["annotations"]["monaco.dev/submitted-at"])
-    queued, started, completed = t(st["queuedAt"]), t(st["startedAt"]), t(st["completedAt"])
+    started, completed = t(st["startedAt"]), t(st["completedAt"])
     run = float(st.get("executionTimeMs") or 0)
-    return [queued - submitted, started - queued, completed - started - run, run,
+    return [started - submitted, completed - started - run, run,
             client_seconds * 1000 - (completed - submitted)]
 
 
