@@ -32,7 +32,8 @@ CRS = (f"{r.GROUP}/{r.VERSION}", r.PLURAL)
 JOBS = ("batch/v1", "jobs")
 PODS = ("v1", "pods")
 POOL_SELECTOR: dict[str, Any] = {**names.SANDBOX_SELECTOR, names.POOL: kopf.PRESENT}
-TICK_SECONDS = 1.0  # the safety timer: admission and checks run at least this often
+TICK_SECONDS = 1.0
+EMPTY_NAMESPACE_SECONDS = 10.0  # the safety timer: admission and checks run at least this often
 SWEEP_EVERY = timedelta(seconds=60)
 MEMO_KEY = "monaco"
 
@@ -134,7 +135,13 @@ async def pod_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
 
 # ---- the loop that admits (woken by every event above) and runs the periodic checks
 async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
-    await ctx.indexed.wait()
+    if ctx.admission.pool is None:
+        await ctx.indexed.wait()
+    else:
+        # An empty namespace sends no event at all, and a pool must be filled all the same: with no event
+        # for this long after start, there is nothing labelled to index.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ctx.indexed.wait(), timeout=EMPTY_NAMESPACE_SECONDS)
     last_sweep: datetime | None = None
     while True:
         with contextlib.suppress(TimeoutError):
