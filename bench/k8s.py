@@ -1,8 +1,11 @@
 """Benchmarks of the Kubernetes back end on a real cluster, printed as tables (never asserted).
 
-1. latency: hello-world Python submitted through the API until completed, p50/p95, beside a bare Job
-   running the same image and command, created directly and watched until it succeeds (same run).
-2. throughput: a burst of 100 hello-world submissions.
+1. latency: hello-world Python submitted through the API until completed, p50/p95, on the warm path
+   (default limits: an idle pool sandbox, when the release has `warmPool.python`), on the cold path
+   (the same program asking for 1 MiB more memory than the default, which no pool serves), and a bare
+   Job running the same image and command, created directly and watched until it succeeds (same run);
+   with the Kubernetes API writes per submission on each path (the API server's apiserver_request_total).
+2. throughput: a burst of 100 hello-world submissions on each path.
 3. memory: operator and API resident memory with 2,000 finished CodeSubmissions present.
 
 Needs a cluster with Monaco installed by the chart (release and namespace from MONACO_BENCH_RELEASE,
@@ -31,6 +34,9 @@ RELEASE = os.environ.get("MONACO_BENCH_RELEASE", "monaco-bench")
 NAMESPACE = os.environ.get("MONACO_BENCH_NAMESPACE", RELEASE)
 SANDBOX_NS = f"{RELEASE}-sandbox"
 HELLO = 'print("hello")'
+# Per path, the request body beside the code: default limits go warm; one MiB more goes cold.
+PATHS = {"warm": {}, "cold": {"memoryMb": 101}}
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def kubectl(*args: str, input: str | None = None) -> str:
@@ -116,45 +122,118 @@ def bare_job(image: str) -> float:
     return elapsed
 
 
+def api_writes() -> int:
+    """Every write the API server has served so far (all clients: operator, kubelet, controllers)."""
+    total = 0.0
+    for line in kubectl("get", "--raw", "/metrics").splitlines():
+        if line.startswith("apiserver_request_total{") and any(f'verb="{v}"' in line for v in WRITE_VERBS):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def ran_warm(sid: str) -> bool:
+    return bool(kjson("get", "codesubmission", sid, "-n", SANDBOX_NS).get("status", {}).get("warm"))
+
+
+HOPS = ("submit .. running (the operator's watch, queued, then claim + attach or the Job and its children)",
+        "running .. completed, less the run (pod start for cold; result back)", "the run itself (executionTime)",
+        "completed .. the client sees it (API watch cache, client poll)")
+
+
+def hops(sid: str, client_seconds: float) -> list[float]:
+    """Where one submission's time went, in ms, from the timestamps on its CodeSubmission."""
+    from datetime import datetime
+
+    body = kjson("get", "codesubmission", sid, "-n", SANDBOX_NS)
+    st = body.get("status", {})
+
+    def t(value: str) -> float:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
+
+    submitted = t(body["metadata"]["annotations"]["monaco.dev/submitted-at"])
+    started, completed = t(st["startedAt"]), t(st["completedAt"])
+    run = float(st.get("executionTimeMs") or 0)
+    return [started - submitted, completed - started - run, run,
+            client_seconds * 1000 - (completed - submitted)]
+
+
+def idle_pool_pods() -> int:
+    pods = kjson("get", "pods", "-n", SANDBOX_NS, "-l", "monaco.dev/pool=python,monaco.dev/pool-state=idle")["items"]
+    return sum(1 for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
+
+
+def wait_for_pool(timeout: float = 120) -> None:
+    """Between measured runs: the pool back at its size (its refill is not part of one run's latency)."""
+    deadline = time.monotonic() + timeout
+    while idle_pool_pods() < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def submit_and_wait(api: httpx.Client, body: dict[str, Any]) -> tuple[float, str]:
+    t = time.monotonic()
+    sid = api.post("/submit", json={"code": HELLO, **body}).json()["id"]
+    result = wait_done(api, sid)
+    assert result["output"] == "hello\n", result
+    return time.monotonic() - t, sid
+
+
 def latency(runs: int = 15) -> None:
     image = python_image()
-    monaco_s: list[float] = []
-    bare_s: list[float] = []
+    seconds: dict[str, list[float]] = {"warm": [], "cold": [], "bare": []}
+    writes: dict[str, list[int]] = {"warm": [], "cold": [], "bare": []}
+    warm_runs = 0
+    steps: dict[str, list[list[float]]] = {"warm": [], "cold": []}
     with api_client() as api:
-        wait_done(api, api.post("/submit", json={"code": HELLO}).json()["id"])  # warm up
-        for _ in range(runs):  # interleaved, so both see the same cluster
-            bare_s.append(bare_job(image))
-            t = time.monotonic()
-            sid = api.post("/submit", json={"code": HELLO}).json()["id"]
-            result = wait_done(api, sid)
-            monaco_s.append(time.monotonic() - t)
-            assert result["output"] == "hello\n", result
-    m, b = statistics.median(monaco_s), statistics.median(bare_s)
-    table(
-        f"latency: hello-world Python, {runs} runs each, interleaved",
-        [
-            ("Monaco (POST /submit .. completed) p50", f"{m * 1000:.0f} ms"),
-            ("Monaco p95", f"{pct(monaco_s, 95) * 1000:.0f} ms"),
-            ("bare Job (create .. Complete) p50", f"{b * 1000:.0f} ms"),
-            ("bare Job p95", f"{pct(bare_s, 95) * 1000:.0f} ms"),
-            ("ratio of medians", f"{m / b:.2f} (target <= 1.25)"),
-        ],
-    )
+        for body in PATHS.values():
+            submit_and_wait(api, body)  # warm up
+        for _ in range(runs):  # interleaved, so all three see the same cluster
+            for path in ("bare", *PATHS):
+                if path == "warm":
+                    wait_for_pool()
+                before = api_writes()
+                if path == "bare":
+                    seconds[path].append(bare_job(image))
+                else:
+                    elapsed, sid = submit_and_wait(api, PATHS[path])
+                    seconds[path].append(elapsed)
+                    warm_runs += path == "warm" and ran_warm(sid)
+                    steps[path].append(hops(sid, elapsed))
+                time.sleep(2)  # let the tail (teardown, pool refill) land in this run's writes
+                writes[path].append(api_writes() - before)
+    rows = []
+    for path, label in (("warm", "warm pool (POST /submit .. completed)"), ("cold", "cold path (same)"),
+                        ("bare", "bare Job (create .. Complete)")):
+        rows += [(f"{label} p50", f"{statistics.median(seconds[path]) * 1000:.0f} ms"),
+                 (f"{label} p95", f"{pct(seconds[path], 95) * 1000:.0f} ms"),
+                 (f"{label} API writes per run (median)", f"{statistics.median(writes[path]):.0f}")]
+    rows.append(("runs that claimed a warm sandbox", f"{warm_runs} / {runs}"))
+    table(f"latency: hello-world Python, {runs} runs each, interleaved", rows)
+    table("where the time goes, hop by hop (median ms, from the CodeSubmission's timestamps)",
+          [(f"{path}: {hop}", f"{statistics.median(s[i] for s in steps[path]):.0f}")
+           for path in steps for i, hop in enumerate(HOPS)])
 
 
 def throughput(burst: int = 100) -> None:
     with api_client() as api:
         workers = api.get("/queue-stats").json()["queue_stats"]["max_workers"]
-        started = time.monotonic()
-        ids = [api.post("/submit", json={"code": HELLO}).json()["id"] for _ in range(burst)]
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda s: wait_done(api, s, 900), ids))
-        elapsed = time.monotonic() - started
-    ok = sum(1 for r in results if r["verdict"] == "ok")
-    table(
-        f"throughput: burst of {burst} hello-world Python (MAX_WORKERS={workers})",
-        [("completed ok", f"{ok} / {burst}"), ("wall time", f"{elapsed:.1f} s"), ("rate", f"{ok / elapsed:.2f} /s")],
-    )
+        rows = []
+        for path, body in PATHS.items():
+            if path == "warm":
+                wait_for_pool()
+            before = api_writes()
+            started = time.monotonic()
+            ids = [api.post("/submit", json={"code": HELLO, **body}).json()["id"] for _ in range(burst)]
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(lambda s: wait_done(api, s, 900), ids))
+            elapsed = time.monotonic() - started
+            written = api_writes() - before
+            ok = sum(1 for r in results if r["verdict"] == "ok")
+            warm = sum(1 for sid in ids if ran_warm(sid))
+            rows += [(f"{path}: completed ok", f"{ok} / {burst} ({warm} warm)"),
+                     (f"{path}: wall time", f"{elapsed:.1f} s"),
+                     (f"{path}: rate", f"{ok / elapsed:.2f} /s"),
+                     (f"{path}: API writes per submission", f"{written / burst:.1f}")]
+    table(f"throughput: burst of {burst} hello-world Python per path (MAX_WORKERS={workers})", rows)
 
 
 def rss_mb(component: str) -> float:

@@ -88,6 +88,7 @@ def status_schema() -> dict[str, Any]:
         "memoryKb": {"type": "integer", "description": "peak memory of the run's container, in KiB"},
         "truncated": {"type": "boolean", "description": "output or stderr was cut at the output limit"},
         "jobName": {"type": "string", "maxLength": 63, "description": "the sandbox Job"},
+        "warm": {"type": "boolean", "description": "it ran in an idle sandbox of its language's warm pool"},
         "message": _string(r.MAX_MESSAGE, "a human-readable explanation of the verdict"),
     }
     return {"type": "object", "description": "Written only by the operator.", "properties": properties}
@@ -100,6 +101,7 @@ def render() -> dict[str, Any]:
         {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
         {"name": "Time-ms", "type": "number", "jsonPath": ".status.executionTimeMs"},
+        {"name": "Warm", "type": "boolean", "jsonPath": ".status.warm"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     schema = {

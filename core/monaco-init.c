@@ -3,6 +3,15 @@
  *
  *   monaco-init compile   copy the source into $MONACO_BUILD_DIR and run the language's compile command
  *   monaco-init run       copy the source into $MONACO_WORK_DIR and run the program with its stdin
+ *   monaco-init PHASE job    (warm pool) first read one job from stdin into $MONACO_SRC_DIR, then the phase;
+ *                            after `compile`, $MONACO_BUILD_DIR/.monaco-done tells the run container
+ *   monaco-init run after-compile   (warm pool) first wait for $MONACO_BUILD_DIR/.monaco-done, then run
+ *
+ * A job is `MONACO-JOB v1 <source bytes> <stdin bytes>\n`, then the source, then the stdin. It arrives
+ * through the Kubernetes API (pods/attach), never the network; the runner acknowledges a complete job
+ * with one `#MONACO-JOB v1 ACCEPTED` line before anything of the program runs, so an operator that lost
+ * track of a delivery can tell from the log whether the program may have run. A short or malformed job
+ * runs nothing.
  *
  * Everything that judges a run lives here, where the program cannot reach it, although both run as
  * the same uid (a Kubernetes pod cannot switch users):
@@ -75,6 +84,15 @@ static int timed_out, output_exceeded;
 static long long memory_kb = -1, oom_kills = -1;
 static struct capture out = {-1, NULL, 0}, err = {-1, NULL, 0};
 static char outbuf[1 << 16];
+static char done_marker[4096]; /* warm pool compile: created however the phase ends */
+
+static void mark_done(void) {
+	if (!*done_marker)
+		return;
+	int m = open(done_marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (m >= 0)
+		close(m);
+}
 
 static long long env_int(const char *name, long long fallback) {
 	const char *v = getenv(name);
@@ -147,6 +165,7 @@ static void fail(const char *fmt, ...) {
 	va_start(ap, fmt);
 	vsnprintf(error, sizeof error, fmt, ap);
 	va_end(ap);
+	mark_done();
 	emit();
 	exit(0);
 }
@@ -358,6 +377,64 @@ static int drain(struct capture *c) {
 	}
 }
 
+/* Warm pool: copy exactly n bytes of stdin into dir/name. */
+static void receive_file(const char *dir, const char *name, long long n) {
+	char to[4096];
+	snprintf(to, sizeof to, "%s/%s", dir, name);
+	int o = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (o < 0)
+		fail("no job: cannot write %s: %s", to, strerror(errno));
+	char buf[65536];
+	while (n > 0) {
+		ssize_t r = read(0, buf, n < (long long)sizeof buf ? (size_t)n : sizeof buf);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			fail("no job: stdin ended %lld bytes early", n);
+		if (write(o, buf, (size_t)r) != r)
+			fail("no job: cannot write %s: %s", to, strerror(errno));
+		n -= r;
+	}
+	close(o);
+}
+
+/* Warm pool: one job from stdin (see the header) into the source dir, acknowledged on stdout. */
+static void receive_job(const char *src_dir, const char *source) {
+	char header[128];
+	size_t len = 0;
+	for (;;) {
+		ssize_t r = read(0, header + len, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			fail("no job: stdin ended before the job's header");
+		if (header[len] == '\n')
+			break;
+		if (++len == sizeof header - 1)
+			fail("no job: the job's header is too long");
+	}
+	header[len] = 0;
+	long long src_n = -1, in_n = -1;
+	char tail;
+	if (sscanf(header, "MONACO-JOB v1 %lld %lld%c", &src_n, &in_n, &tail) != 2 || src_n < 0 || in_n < 0)
+		fail("no job: malformed header");
+	mkdirs(src_dir);
+	receive_file(src_dir, source, src_n);
+	receive_file(src_dir, "stdin", in_n);
+	printf("#MONACO-JOB v1 ACCEPTED\n");
+	fflush(stdout);
+}
+
+/* Warm pool: the run container waits for the compile container's end, marked in the shared build dir. */
+static void await_compile(const char *build_dir) {
+	char done[4096];
+	snprintf(done, sizeof done, "%s/.monaco-done", build_dir);
+	while (access(done, F_OK) != 0) {
+		struct timespec ms = {0, 5000000};
+		nanosleep(&ms, NULL);
+	}
+}
+
 int main(int argc, char **argv) {
 	/* Out of the program's reach before anything else: not dumpable means no ptrace, no /proc/1/mem. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -368,6 +445,9 @@ int main(int argc, char **argv) {
 		phase = "run";
 		fail("unknown phase '%s' (expected compile or run)", argv[1]);
 	}
+	const char *mode = argc > 2 ? argv[2] : "";
+	if (*mode && strcmp(mode, "job") != 0 && strcmp(mode, "after-compile") != 0)
+		fail("unknown mode '%s' (expected job or after-compile)", mode);
 	timeout_ms = env_int("MONACO_TIMEOUT_MS", 10000);
 	out_limit = env_int("MONACO_OUTPUT_LIMIT", 65536);
 	if (timeout_ms < 1 || out_limit < 1)
@@ -387,6 +467,12 @@ int main(int argc, char **argv) {
 	const char *build_dir = need("MONACO_BUILD_DIR"), *work_dir = need("MONACO_WORK_DIR");
 	const char *command = need("MONACO_COMMAND");
 	int compile = strcmp(phase, "compile") == 0;
+	if (compile && *mode) /* the run container of a warm pod waits for it, whatever the compile's fate */
+		snprintf(done_marker, sizeof done_marker, "%s/.monaco-done", build_dir);
+	if (strcmp(mode, "job") == 0)
+		receive_job(src_dir, source);
+	else if (strcmp(mode, "after-compile") == 0)
+		await_compile(build_dir);
 	char src[4096], stdin_path[4096], marker[4096];
 	snprintf(src, sizeof src, "%s/%s", src_dir, source);
 	snprintf(marker, sizeof marker, "%s/.monaco-compiled", build_dir);
@@ -512,6 +598,7 @@ int main(int argc, char **argv) {
 		if (m >= 0)
 			close(m);
 	}
+	mark_done();
 	emit();
 	return 0;
 }

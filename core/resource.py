@@ -68,6 +68,7 @@ class SubmissionStatus(BaseModel):
     memory_kb: int | None = None
     truncated: bool | None = None
     job_name: str | None = None
+    warm: bool | None = None  # it ran in an idle pool sandbox (operator/pool.py)
     message: str | None = None
 
     def wire(self) -> dict[str, Any]:

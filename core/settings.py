@@ -97,13 +97,28 @@ class Settings(BaseSettings):
     sandbox_seccomp_profile: str = Field("RuntimeDefault", validation_alias=_env("SANDBOX_SECCOMP_PROFILE"))
     sandbox_labels: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_LABELS"))
     sandbox_annotations: dict[str, str] = Field(default_factory=dict, validation_alias=_env("SANDBOX_ANNOTATIONS"))
+    # Warm sandbox pools: idle sandbox pods kept ready per language, e.g. {"python": 2}; empty: cold path only.
+    warm_pool: Annotated[dict[str, Annotated[int, Field(ge=0, le=256)]], NoDecode] = Field(
+        default_factory=dict, validation_alias=_env("WARM_POOL")
+    )
+    # An idle pool pod older than this is replaced (a fresh one is cheap; an old one may sit on a drained node).
+    warm_pool_max_idle_seconds: int = Field(900, ge=60, le=86400, validation_alias=_env("WARM_POOL_MAX_IDLE_SECONDS"))
     health_port: int = Field(8081, ge=1, le=65535, validation_alias=_env("HEALTH_PORT"))
+    # The operator's Prometheus endpoint (warm pool size, idle, claims, misses, claim latency); 0: none.
+    metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("METRICS_PORT"))
 
     @field_validator("sandbox_node_selector", "sandbox_tolerations", "sandbox_affinity", mode="before")
     @classmethod
     def _json_or_empty(cls, value: Any) -> Any:
         if isinstance(value, str):
             return json.loads(value) if value.strip() else None
+        return value
+
+    @field_validator("warm_pool", mode="before")
+    @classmethod
+    def _json_mapping(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
         return value
 
     @field_validator("runtime_class_name", mode="before")

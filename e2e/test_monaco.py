@@ -1,9 +1,13 @@
 """Monaco on a real cluster: installed with its Helm chart, reached through its Service, real Jobs.
 
-The module installs the chart once (release `monaco-e2e` in namespace `monaco-e2e`), runs the product
+The module installs the chart (release `monaco-e2e` in namespace `monaco-e2e`), runs the product
 tests against it, then upgrades it with new values and uninstalls it — in that order, so the last
 tests prove what the first ones left behind. Values: MONACO_E2E_VALUES (default: the local-cluster
 overlay helm/values-local.yaml, which uses the locally built images and adds JavaScript).
+
+It does so twice, once per path (PATHS): `cold`, the chart's defaults, where every submission gets a
+Job of its own; and `warm`, with warm pools for Python and C, where a submission at its language's
+default limits claims an idle sandbox (the others, in the same pass, take the cold path).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ NAMESPACE = "monaco-e2e"
 SANDBOX_NS = f"{RELEASE}-sandbox"
 VALUES = os.environ.get("MONACO_E2E_VALUES", str(REPO / "helm" / "values-local.yaml"))
 MAX_WORKERS = 3
+# Per path, the values added to every install and upgrade. Idle pool pods request CPU like running ones:
+# on the 2-core local node the warm pass gives sandboxes 300m, so that 3 workers and the pools fit.
+WARM_POOL = {"python": 1, "c": 1}
+PATHS = {"cold": [], "warm": ["--set-json", f"warmPool={json.dumps(WARM_POOL)}", "--set", "sandbox.cpu=300m",
+                               "--set", "operator.metricsPort=8082"]}
+IDLE = "monaco.dev/pool-state=idle"
 POLL = 0.2  # seconds between polls of the cluster
 
 pytestmark = pytest.mark.e2e
@@ -55,8 +65,14 @@ def helm(*args: str, timeout: float = 600) -> str:
 
 
 # ---- the release ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=list(PATHS))
+def path(request: pytest.FixtureRequest) -> str:
+    """cold or warm: the whole module runs once per path."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def release(kubectl: Any) -> Iterator[None]:
+def release(kubectl: Any, path: str) -> Iterator[None]:
     kubectl.run("delete", "namespace", NAMESPACE, SANDBOX_NS, "--ignore-not-found", "--wait", timeout=300)
     helm(
         "upgrade",
@@ -70,6 +86,7 @@ def release(kubectl: Any) -> Iterator[None]:
         VALUES,
         "--set",
         f"maxWorkers={MAX_WORKERS}",
+        *PATHS[path],
         "--wait",
         "--timeout",
         "300s",
@@ -129,9 +146,17 @@ HELLO = {
 }
 
 
+def ran_warm(kubectl: Any, sid: str) -> bool:
+    """Whether the operator ran the submission in a warm pool's sandbox (its CodeSubmission's status)."""
+    return bool(kubectl.json("get", "codesubmission", sid, "-n", SANDBOX_NS)["status"].get("warm"))
+
+
 @pytest.mark.parametrize("language", ["python", "java", "c", "cpp"])
-def test_each_language_runs_with_stdin(api: httpx.Client, language: str) -> None:
+def test_each_language_runs_with_stdin(api: httpx.Client, kubectl: Any, path: str, language: str) -> None:
+    if path == "warm" and language in WARM_POOL:
+        wait_until_blocking(lambda: _ready_idle(kubectl, language) > 0, 180, f"an idle {language} pool pod", POLL)
     result = run(api, language, HELLO[language], "world\n")
+    assert ran_warm(kubectl, result["id"]) == (path == "warm" and language in WARM_POOL), result
     assert result["verdict"] == "ok", result
     assert result["status"] == "completed"
     assert result["output"] == "hello world\n"
@@ -285,11 +310,14 @@ def test_kubectl_shows_the_columns(api: httpx.Client, kubectl: Any) -> None:
         assert column in header, header
     assert any(c.startswith("TIME") for c in header), header
     assert "python" in table and "completed" in table
+    assert "WARM" in header, header
     assert kubectl("get", "csub", "-n", SANDBOX_NS)  # the short name
 
 
 def _sandbox_pods(kubectl: Any) -> int:
-    pods = kubectl.json("get", "pods", "-n", SANDBOX_NS, "-l", "app.kubernetes.io/component=sandbox")["items"]
+    """Sandbox pods that hold a worker slot: idle warm-pool pods do not (they have no program)."""
+    selector = f"app.kubernetes.io/component=sandbox,{IDLE.replace('=', '!=')}"
+    pods = kubectl.json("get", "pods", "-n", SANDBOX_NS, "-l", selector)["items"]
     return sum(1 for p in pods if p["status"].get("phase") in ("Pending", "Running"))
 
 
@@ -344,8 +372,75 @@ def test_burst_of_50_never_exceeds_max_workers_and_survives_operator_kills(api: 
     assert peak <= MAX_WORKERS, f"saw {peak} sandbox pods at once"
     # exactly once: every resource finished once, and no Job or pod of theirs is left running
     wait_until_blocking(lambda: _sandbox_pods(kubectl) == 0, 120, "no sandbox pod left", POLL)
-    jobs = kubectl.json("get", "jobs", "-n", SANDBOX_NS)["items"]
+    jobs = kubectl.json("get", "jobs", "-n", SANDBOX_NS, "-l", "monaco.dev/submission")["items"]  # not idle pools
     assert not [j for j in jobs if not j.get("status", {}).get("completionTime") and not j["status"].get("failed")]
+
+
+# ---- the warm path's own guarantees (warm pass only) -----------------------------------------------
+def _pool_pods(kubectl: Any, language: str, selector: str = IDLE) -> list[dict[str, Any]]:
+    pods = kubectl.json("get", "pods", "-n", SANDBOX_NS, "-l", f"monaco.dev/pool={language},{selector}")["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def _ready_idle(kubectl: Any, language: str) -> int:
+    return sum(1 for p in _pool_pods(kubectl, language) if p["status"].get("phase") == "Running")
+
+
+def test_two_programs_in_a_row_never_share_a_pod_or_a_file(api: httpx.Client, kubectl: Any, path: str) -> None:
+    if path != "warm":
+        pytest.skip("warm pass only")
+    code = ("import os, socket\nleft = sorted(os.listdir('/tmp')) + sorted(os.listdir('/monaco/src'))\n"
+            "open('/tmp/left-behind', 'w').write('x')\nprint(socket.gethostname(), left)")
+    seen = []
+    for _ in range(2):
+        wait_until_blocking(lambda: _ready_idle(kubectl, "python") > 0, 180, "an idle python pool pod", POLL)
+        result = run(api, "python", code)
+        assert result["verdict"] == "ok" and ran_warm(kubectl, result["id"]), result
+        seen.append(result["output"].split(" ", 1))
+    (host1, files1), (host2, files2) = seen
+    assert host1 != host2  # one pod per program
+    assert "left-behind" not in files1 + files2 and files1 == files2, seen  # the second saw a fresh pod
+
+
+def test_an_idle_pool_pod_is_blocked_from_the_network(api: httpx.Client, kubectl: Any, path: str) -> None:
+    """Before any claim: a process started in an idle pool pod (kubectl exec, as an administrator could)
+    reaches neither the API nor Kubernetes. The pod is then discarded: it ran something."""
+    if path != "warm":
+        pytest.skip("warm pass only")
+    wait_until_blocking(lambda: _ready_idle(kubectl, "python") > 0, 180, "an idle python pool pod", POLL)
+    pod = _pool_pods(kubectl, "python")[0]
+    svc = kubectl.json("get", "service", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=api")["items"][0]
+    kube = kubectl.json("get", "service", "kubernetes", "-n", "default")
+    targets = [(svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"]), (kube["spec"]["clusterIP"], 443)]
+    probe = ("import socket\n"
+             f"for host, port in {targets!r}:\n"
+             "    s = socket.socket(); s.settimeout(3)\n"
+             "    try:\n        s.connect((host, port)); print(host, 'OPEN')\n"
+             "    except OSError as e:\n        print(host, 'refused', type(e).__name__)\n")
+    try:
+        out = kubectl("exec", "-n", SANDBOX_NS, pod["metadata"]["name"], "-c", "run", "--", "python3", "-c", probe)
+    finally:
+        job = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
+        kubectl.run("delete", "job", "-n", SANDBOX_NS, job, "--wait=false", check=False)
+    lines = out.splitlines()
+    assert len(lines) == 2 and all("refused" in line for line in lines), lines
+
+
+def test_the_pool_refills_after_a_burst(api: httpx.Client, kubectl: Any, path: str) -> None:
+    if path != "warm":
+        pytest.skip("warm pass only")
+    ids = [api.post("/submit", json={"language": "python", "code": f"print({i})"}).json()["id"] for i in range(12)]
+    results = [finished(api, sid, 600) for sid in ids]
+    assert [r["output"] for r in results] == [f"{i}\n" for i in range(12)]
+    assert sum(ran_warm(kubectl, sid) for sid in ids) >= 2, "no claim at all during the burst"
+    # back to its size: one idle, ready pod, and no claimed pod or Job left over
+    wait_until_blocking(lambda: _ready_idle(kubectl, "python") == WARM_POOL["python"]
+                        and not _pool_pods(kubectl, "python", "monaco.dev/pool-state=claimed"), 180,
+                        "the python pool to refill", POLL)
+    # and the operator's /metrics says so
+    op = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
+    text = httpx.get(f"http://{op['status']['podIP']}:8082/metrics", timeout=10).text
+    assert 'monaco_pool_size{language="python"} 1.0' in text and "monaco_pool_claims_total" in text, text
 
 
 def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Any, release: None) -> None:
@@ -393,12 +488,13 @@ def _sandbox_seccomp_profiles(kubectl: Any) -> list[dict[str, str]]:
     return [p["spec"]["securityContext"].get("seccompProfile", {}) for p in pods]
 
 
-def test_stricter_seccomp_profile_closes_io_uring(api: httpx.Client, kubectl: Any) -> None:
+def test_stricter_seccomp_profile_closes_io_uring(api: httpx.Client, kubectl: Any, path: str) -> None:
     """seccompInstaller copies the profile to the node, sandbox.seccompProfile names it: io_uring is EPERM
     and every language still runs; then back to RuntimeDefault."""
     before = run(api, "python", IO_URING)
     assert before["verdict"] == "ok", before
-    upgrade = ["upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", VALUES, "--set", f"maxWorkers={MAX_WORKERS}"]
+    upgrade = ["upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", VALUES, "--set", f"maxWorkers={MAX_WORKERS}",
+               *PATHS[path]]
     helm(*upgrade, "--set", "seccompInstaller.enabled=true",
          "--set", f"seccompInstaller.kubeletRootDir={_kubelet_root_dir(kubectl)}",
          "--set", f"sandbox.seccompProfile={LOCALHOST_PROFILE}", "--wait", "--timeout", "300s")
@@ -426,7 +522,7 @@ def test_stricter_seccomp_profile_closes_io_uring(api: httpx.Client, kubectl: An
 
 
 # ---- the lifecycle: upgrade with queued work, then uninstall --------------------------------------
-def test_upgrade_takes_effect_without_losing_queued_work(api: httpx.Client, kubectl: Any) -> None:
+def test_upgrade_takes_effect_without_losing_queued_work(api: httpx.Client, kubectl: Any, path: str) -> None:
     ids = [
         api.post("/submit", json={"language": "python", "code": f"import time; time.sleep(1); print({i})"}).json()["id"]
         for i in range(8)
@@ -441,6 +537,7 @@ def test_upgrade_takes_effect_without_losing_queued_work(api: httpx.Client, kube
         VALUES,
         "--set",
         "maxWorkers=1",
+        *PATHS[path],
         "--wait",
         "--timeout",
         "300s",
@@ -453,6 +550,10 @@ def test_upgrade_takes_effect_without_losing_queued_work(api: httpx.Client, kube
     )
     results = [finished(api, sid, 600) for sid in ids]
     assert [r["output"] for r in results] == [f"{i}\n" for i in range(8)]
+    if path == "warm":  # the upgrade above kept the pools; this one grows one, and it grows
+        helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values", "--set", "warmPool.python=2",
+             "--wait", "--timeout", "300s")
+        wait_until_blocking(lambda: _ready_idle(kubectl, "python") == 2, 180, "two idle python pool pods", POLL)
     more = [
         api.post("/submit", json={"language": "python", "code": "import time; time.sleep(1)"}).json()["id"]
         for _ in range(4)

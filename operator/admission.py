@@ -7,6 +7,8 @@ not shown yet. A slot is held by a submission while any of these is true:
   - a sandbox Job of it exists and has not finished (it may create a pod any moment);
   - it is `running` (its Job may be on the way, or lost: the periodic check ends those);
   - this process admitted it moments ago.
+Idle warm-pool pods hold no slot (they have no submission yet; `warmPool` sizes them apart); a claimed
+one holds its submission's slot like a cold sandbox.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ from monaco.core.settings import Settings
 from monaco.operator import builders, names, results
 from monaco.operator.cleanup import finish
 from monaco.operator.cluster import Cluster, Rejected, status_ops
+from monaco.operator.pool import Pool, PoolJobRecord, PoolPodRecord
 from monaco.operator.state import IndexLike, JobRecord, PodRecord, SubmissionRecord, parse_time
 from monaco.operator.submission import SpecError, from_body
 
@@ -37,6 +40,8 @@ class Indexes:
     submissions: IndexLike[SubmissionRecord]
     jobs: IndexLike[JobRecord]
     pods: IndexLike[PodRecord]
+    pool_pods: IndexLike[PoolPodRecord] = field(default_factory=dict)  # by language
+    pool_jobs: IndexLike[PoolJobRecord] = field(default_factory=dict)
 
     def submission(self, key: str) -> SubmissionRecord | None:
         values = self.submissions.get(key)
@@ -47,10 +52,12 @@ def occupied(ix: Indexes, inflight: Iterable[str] = ()) -> set[str]:
     """The keys of the submissions that hold a sandbox slot now."""
     keys = set(inflight)
     for key, pods in ix.pods.items():
+        if not key:  # idle pool pods: no submission yet
+            continue
         if any(not p.terminal for p in pods):
             keys.add(key)
     for key, jobs in ix.jobs.items():
-        if any(not j.finished for j in jobs):
+        if key and any(not j.finished for j in jobs):
             keys.add(key)
     for key, subs in ix.submissions.items():
         if any(s.phase == Status.RUNNING for s in subs):
@@ -88,10 +95,12 @@ def plan(ix: Indexes, max_workers: int, inflight: Iterable[str] = ()) -> list[Su
 
 
 class Admission:
-    def __init__(self, settings: Settings, cluster: Cluster, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, settings: Settings, cluster: Cluster, clock: Callable[[], datetime] = utcnow,
+                 pool: Pool | None = None) -> None:
         self.settings = settings
         self.cluster = cluster
         self.clock = clock
+        self.pool = pool
         self.inflight: dict[str, datetime] = {}
         self.runner_ready = False
         self.woken = asyncio.Event()
@@ -138,12 +147,13 @@ class Admission:
             self.prune(ix)
             admitted = []
             for sub in plan(ix, self.settings.max_workers, self.inflight):
-                if await self.admit(sub):
+                if await self.admit(sub, ix):
                     admitted.append(sub.name)
             return admitted
 
-    async def admit(self, sub: SubmissionRecord) -> bool:
-        """Create the ConfigMap, NetworkPolicy and Job of one submission, then mark it `running`."""
+    async def admit(self, sub: SubmissionRecord, ix: Indexes | None = None) -> bool:
+        """Claim a warm sandbox, or create the ConfigMap, NetworkPolicy and Job of one submission; then
+        mark it `running`."""
         body = await self.cluster.get_submission(sub.name)
         if body is None:
             return False
@@ -164,6 +174,14 @@ class Admission:
             await finish(self.cluster, sub.name, Status.QUEUED, results.system_error(str(exc)), self.clock())
             return False
         self.inflight[sub.key] = self.clock()
+        if self.pool is not None and ix is not None:
+            try:
+                warm_job = await self.pool.claim(submission, ix.pool_pods)
+            except Exception:
+                log.exception("claiming a warm sandbox for %s failed; it takes the cold path", sub.name)
+                warm_job = None
+            if warm_job is not None:
+                return await self._running(sub, warm_job, warm=True)
         try:
             if not self.runner_ready:  # the runner every sandbox pod mounts: once per operator process
                 runner = builders.build_runner_configmap(self.settings, builders.runner_binary())
@@ -195,10 +213,12 @@ class Admission:
                 self.inflight.pop(sub.key, None)
                 log.info("the Job of an earlier %s still exists; admission waits for it to be deleted", sub.name)
                 return False
-        job_name = names.child_name(sub.name)
-        ops = status_ops(results.running_status(self.clock(), job_name).wire(), phase=Status.QUEUED)
+        return await self._running(sub, names.child_name(sub.name))
+
+    async def _running(self, sub: SubmissionRecord, job_name: str, warm: bool | None = None) -> bool:
+        ops = status_ops(results.running_status(self.clock(), job_name, warm).wire(), phase=Status.QUEUED)
         if not await self.cluster.patch_status(sub.name, ops):
             log.info("%s changed while being admitted; its Job stays (it is owned, so it goes with it)", sub.name)
-        log.info("admitted %s as Job %s", sub.name, job_name)
+        log.info("admitted %s as Job %s%s", sub.name, job_name, " (warm)" if warm else "")
         return True
 

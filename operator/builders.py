@@ -1,4 +1,5 @@
-"""Pure builders of a submission's children: the ConfigMap, the deny-all NetworkPolicy and the sandbox Job.
+"""Pure builders of a submission's children: the ConfigMap, the deny-all NetworkPolicy and the sandbox Job;
+and of the warm pools' idle Jobs.
 
 Each returns a plain dict; the caller sets the owner reference (kopf.adopt) and creates it.
 """
@@ -7,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import math
 from functools import cache
 from typing import Any
 
+from monaco.core.languages import Language
 from monaco.core.native import binary
-from monaco.core.phase import COMPILE, RUN, Enforcement, Layout, phase_env, phase_limits
+from monaco.core.phase import COMPILE, RUN, Enforcement, Layout, phase_env, phase_limits, resolve_limits
 from monaco.core.resource import API_VERSION, KIND
 from monaco.core.settings import Settings
 from monaco.operator import names
@@ -241,3 +245,114 @@ def build_job(sub: Submission, settings: Settings) -> dict[str, Any]:
             },
         },
     }
+
+
+# ---- warm pools: idle sandboxes of a language that receive their program through pods/attach
+POOL_SRC_SLACK_MB = 1
+# How long the operator may take to notice an over-age idle pod and retire it, beyond the maximum idle age.
+POOL_RETIRE_SLACK_SECONDS = 120
+
+
+def pool_template(language: Language, settings: Settings) -> Submission:
+    """The submission a pool is built for: the language's default limits, no program yet."""
+    return Submission(name=f"pool-{language.name}", namespace=settings.namespace, uid="", language=language,
+                      code="", stdin="", limits=resolve_limits(language, None, None))
+
+
+def _pool_src_mb(settings: Settings) -> int:
+    return math.ceil((settings.max_code_bytes + settings.max_input_bytes) / 2**20) + POOL_SRC_SLACK_MB
+
+
+def delivery_container(language: Language) -> str:
+    """The container that reads the job from its stdin: the first phase of the language."""
+    return COMPILE if language.compiles else RUN
+
+
+def build_pool_pod_spec(language: Language, settings: Settings) -> dict[str, Any]:
+    """The cold pod spec of a default-limits submission, with three changes: the source dir is an empty
+    dir the first phase writes the job into; the first phase reads the job from its stdin; and compile is
+    a container beside run (each keeps its own cgroup and limits), run waiting for its end."""
+    spec = build_pod_spec(pool_template(language, settings), settings)
+    spec["volumes"] = [
+        {"name": "src", "emptyDir": {"sizeLimit": f"{_pool_src_mb(settings)}Mi"}} if v["name"] == "src" else v
+        for v in spec["volumes"]
+    ]
+    containers = [*spec.pop("initContainers", []), *spec["containers"]]
+    first = delivery_container(language)
+    for c in containers:
+        if c["name"] == first:
+            c["command"] = [RUNNER, c["name"], "job"]
+            c["stdin"], c["stdinOnce"] = True, True
+            for m in c["volumeMounts"]:
+                if m["name"] == "src":
+                    m["readOnly"] = False
+        else:
+            c["command"] = [RUNNER, c["name"], "after-compile"]
+    spec["containers"] = containers
+    return spec
+
+
+def pool_hash(language: Language, settings: Settings) -> str:
+    """Names what an idle pod was built from (image, limits, runner, settings): a change drains old pods."""
+    spec = build_pool_pod_spec(language, settings)
+    text = json.dumps([spec, settings.warm_pool_max_idle_seconds, settings.sandbox_labels,
+                       settings.sandbox_annotations], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pool_labels(language: Language, settings: Settings) -> dict[str, str]:
+    return {**settings.sandbox_labels, **names.SANDBOX_SELECTOR, names.POOL: language.name,
+            names.POOL_HASH: pool_hash(language, settings)}
+
+
+def build_pool_job(language: Language, settings: Settings) -> dict[str, Any]:
+    """An idle sandbox Job. Its deadline covers the longest idle time and then one run at default limits;
+    claimed, it gets the submission as its owner (and is deleted with it)."""
+    labels = pool_labels(language, settings)
+    deadline = pool_template(language, settings).deadline_seconds(settings.job_deadline_slack_seconds)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"generateName": f"pool-{language.name}-", "namespace": settings.namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "completions": 1,
+            "parallelism": 1,
+            "activeDeadlineSeconds": settings.warm_pool_max_idle_seconds + POOL_RETIRE_SLACK_SECONDS + deadline,
+            "ttlSecondsAfterFinished": settings.finished_ttl_seconds,
+            "template": {
+                "metadata": {
+                    "labels": {**labels, names.POOL_STATE: names.IDLE},
+                    "annotations": dict(settings.sandbox_annotations),
+                },
+                "spec": build_pool_pod_spec(language, settings),
+            },
+        },
+    }
+
+
+def build_pool_network_policy(settings: Settings) -> dict[str, Any]:
+    """Deny-all for every pool pod, idle or claimed: created before the first pool Job."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": names.POOL_NETWORK_POLICY, "namespace": settings.namespace,
+                     "labels": {names.MANAGED_BY: "monaco", names.COMPONENT: "sandbox"}},
+        "spec": {
+            "podSelector": {"matchLabels": dict(names.SANDBOX_SELECTOR),
+                            "matchExpressions": [{"key": names.POOL, "operator": "Exists"}]},
+            "policyTypes": ["Ingress", "Egress"],
+        },
+    }
+
+
+def job_frame(code: str, stdin: str) -> bytes:
+    """What the pool runner reads from its stdin (core/monaco-init.c): a header, the source, the stdin."""
+    source, data = code.encode(), stdin.encode()
+    return f"MONACO-JOB v1 {len(source)} {len(data)}\n".encode() + source + data
+
+
+def claim_owner_patch(sub: Submission) -> dict[str, Any]:
+    """The merge patch that hands a claimed pool Job to its submission."""
+    return {"metadata": {"ownerReferences": [owner_reference(sub)],
+                         "labels": {names.SUBMISSION: names.key(sub.name), names.POOL_STATE: names.CLAIMED}}}

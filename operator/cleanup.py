@@ -16,7 +16,7 @@ FINISHED = (Status.COMPLETED.value, Status.FAILED.value)
 
 
 async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now: datetime,
-                 started: datetime | None = None) -> bool:
+                 started: datetime | None = None, job: str = "") -> bool:
     """Write the result if the submission is still in `phase` (or moved on to running), then tear down.
 
     The write tests the phase first, so when two paths race to finish one submission (the pod ended,
@@ -40,24 +40,25 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
             wrote = False
         if wrote:
             log.info("%s finished: %s %s", name, attempt.verdict.value, attempt.message)
-            await teardown(cluster, name)
+            await teardown(cluster, name, job)
             return True
         body = await cluster.get_submission(name)
         if body is None:
             return False
         current = str((body.get("status") or {}).get("phase") or "")
         if current in FINISHED:
-            await teardown(cluster, name)
+            await teardown(cluster, name, job or str((body.get("status") or {}).get("jobName") or ""))
             return False
         seen = current  # queued -> running meanwhile, or the write was refused: try again
     log.warning("could not write the result of %s; the periodic check will retry", name)
     return False
 
 
-async def teardown(cluster: Cluster, name: str) -> None:
-    """Delete the Job (and with it the pod), the ConfigMap and the NetworkPolicy of a submission."""
+async def teardown(cluster: Cluster, name: str, job: str = "") -> None:
+    """Delete the Job (and with it the pod), the ConfigMap and the NetworkPolicy of a submission, or the
+    pool Job it ran in (`job`, when it ran warm)."""
     try:
-        await cluster.delete_children(name)
+        await cluster.delete_children(name, job) if job else await cluster.delete_children(name)
     except Exception:
         log.exception("could not delete the children of %s; they go with it at its TTL", name)
 

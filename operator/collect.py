@@ -7,14 +7,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from monaco.core import envelope
 from monaco.core.models import Outcome, Status, Verdict, utcnow
 from monaco.core.settings import Settings
-from monaco.operator import results
+from monaco.operator import names, results
 from monaco.operator.admission import Admission, Indexes
 from monaco.operator.cleanup import finish, teardown
 from monaco.operator.cluster import Cluster
 from monaco.operator.names import child_name
 from monaco.operator.state import PodRecord, SubmissionRecord, first, job_record, pod_record
+from monaco.operator.submission import Submission
 
 log = logging.getLogger("monaco.operator")
 # A running submission whose Job is missing this long (and confirmed gone) lost its Job to someone else.
@@ -63,12 +65,32 @@ class Collector:
                     log.exception("could not read the result of %s; the periodic check will retry", sub.name)
                     return False
             started = pod.created if pod is not None else None
-            wrote = bool(await finish(self.cluster, sub.name, sub.phase, outcome, self.clock(), started))
+            wrote = bool(await finish(self.cluster, sub.name, sub.phase, outcome, self.clock(), started,
+                                      sub.job_name))
             if wrote:
                 self.done[sub.uid] = self.clock()
             return wrote
         finally:
             self.busy.discard(sub.key)
+            self.admission.wake()
+
+    async def streamed(self, sub: Submission, job_name: str, data: bytes) -> None:
+        """A warm run's envelope, read from its attach stream the moment the runner printed it. Without an
+        intact envelope (the runner was killed) nothing happens here: the pod's end and log decide."""
+        try:
+            ran = envelope.parse(data)
+        except envelope.EnvelopeError:
+            return
+        key = names.key(sub.name)
+        if key in self.busy:
+            return
+        self.busy.add(key)
+        try:
+            outcome = envelope.decide(None, ran)
+            if await finish(self.cluster, sub.name, Status.RUNNING, outcome, self.clock(), None, job_name):
+                self.done[sub.uid] = self.clock()
+        finally:
+            self.busy.discard(key)
             self.admission.wake()
 
     async def _collect(self, sub: SubmissionRecord, pod: PodRecord, ix: Indexes) -> bool:
@@ -82,7 +104,7 @@ class Collector:
         if sub.key in self.torn_down or self._recent(sub):
             return
         self.torn_down.add(sub.key)
-        await teardown(self.cluster, sub.name)
+        await teardown(self.cluster, sub.name, sub.job_name)
 
     # ---- events
     async def on_pod(self, body: dict[str, Any], ix: Indexes) -> None:

@@ -20,17 +20,20 @@ from monaco.core import logs
 from monaco.core import resource as r
 from monaco.core.models import Status, utcnow
 from monaco.core.settings import Settings
-from monaco.operator import names, state
+from monaco.operator import metrics, names, state
 from monaco.operator.admission import Admission, Indexes
 from monaco.operator.cleanup import sweep
 from monaco.operator.cluster import Cluster
 from monaco.operator.collect import Collector
+from monaco.operator.pool import Pool, PoolJobRecord, PoolPodRecord, pool_job_record, pool_pod_record
 
 log = logging.getLogger("monaco.operator")
 CRS = (f"{r.GROUP}/{r.VERSION}", r.PLURAL)
 JOBS = ("batch/v1", "jobs")
 PODS = ("v1", "pods")
-TICK_SECONDS = 1.0  # the safety timer: admission and checks run at least this often
+POOL_SELECTOR: dict[str, Any] = {**names.SANDBOX_SELECTOR, names.POOL: kopf.PRESENT}
+TICK_SECONDS = 1.0
+EMPTY_NAMESPACE_SECONDS = 10.0  # the safety timer: admission and checks run at least this often
 SWEEP_EVERY = timedelta(seconds=60)
 MEMO_KEY = "monaco"
 
@@ -46,10 +49,16 @@ class Context:
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
+    pool: Pool | None = None
+
     @classmethod
     def create(cls, settings: Settings, cluster: Cluster) -> Context:
-        admission = Admission(settings, cluster)
-        return cls(settings, cluster, admission, Collector(settings, cluster, admission))
+        warm = Pool(settings, cluster)
+        warm_pool = warm if warm.enabled else None  # empty warmPool: the cold path alone, as ever
+        admission = Admission(settings, cluster, pool=warm_pool)
+        collector = Collector(settings, cluster, admission)
+        warm.sink = collector.streamed
+        return cls(settings, cluster, admission, collector, pool=warm)
 
 
 def _ctx(memo: Any) -> Context:
@@ -59,7 +68,8 @@ def _ctx(memo: Any) -> Context:
 
 
 def _ix(kwargs: dict[str, Any]) -> Indexes:
-    return Indexes(kwargs["submissions_index"], kwargs["jobs_index"], kwargs["pods_index"])
+    return Indexes(kwargs["submissions_index"], kwargs["jobs_index"], kwargs["pods_index"],
+                   kwargs["pool_pods_index"], kwargs["pool_jobs_index"])
 
 
 # ---- indexes: the cluster's state, rebuilt from a full listing on every start
@@ -79,6 +89,18 @@ def jobs_index(body: kopf.Body, **_: Any) -> dict[str, state.JobRecord]:
 def pods_index(body: kopf.Body, **_: Any) -> dict[str, state.PodRecord]:
     rec = state.pod_record(body)
     return {rec.key: rec}
+
+
+@kopf.index(*PODS, labels=POOL_SELECTOR)
+def pool_pods_index(body: kopf.Body, **_: Any) -> dict[str, PoolPodRecord]:
+    rec = pool_pod_record(body)
+    return {rec.language: rec}
+
+
+@kopf.index(*JOBS, labels=POOL_SELECTOR)
+def pool_jobs_index(body: kopf.Body, **_: Any) -> dict[str, PoolJobRecord]:
+    rec = pool_job_record(body)
+    return {rec.language: rec}
 
 
 # ---- events
@@ -116,7 +138,13 @@ async def pod_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
 # (FIFO order across all of them, at most MAX_WORKERS running), which no per-object handler sees at once;
 # the loop reads the indexes, admits what fits in order, and is woken by any event that could change that.
 async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
-    await ctx.indexed.wait()
+    if ctx.admission.pool is None:
+        await ctx.indexed.wait()
+    else:
+        # An empty namespace sends no event at all, and a pool must be filled all the same: with no event
+        # for this long after start, there is nothing labelled to index.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ctx.indexed.wait(), timeout=EMPTY_NAMESPACE_SECONDS)
     last_sweep: datetime | None = None
     while True:
         with contextlib.suppress(TimeoutError):
@@ -126,6 +154,8 @@ async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
             await ctx.admission.queue_missed(ix)
             await ctx.admission.admit_next(ix)
             await ctx.collector.check(ix)
+            if ctx.pool is not None:  # also drains what an earlier release's pools left behind
+                await ctx.pool.reconcile(ix.pool_pods, ix.pool_jobs, ix.submissions)
             now = clock()
             if last_sweep is None or now - last_sweep >= SWEEP_EVERY:
                 last_sweep = now
@@ -139,6 +169,9 @@ async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     configure(settings)
     ctx = _ctx(memo)
+    if ctx.pool is not None and ctx.settings.metrics_port:
+        ix = _ix(kwargs)
+        metrics.serve(ctx.settings.metrics_port, ctx.pool, lambda: (ix.pool_pods, ix.pool_jobs))
     ctx.task = asyncio.create_task(loop(ctx, _ix(kwargs)), name="monaco-admission")
 
 

@@ -9,6 +9,13 @@ COMPONENT = "app.kubernetes.io/component"
 SUBMISSION = "monaco.dev/submission"
 SUBMISSION_NAME = "monaco.dev/submission-name"
 SANDBOX_SELECTOR = {MANAGED_BY: "monaco", COMPONENT: "sandbox"}
+# Warm pool pods and Jobs: their language, the hash of the spec they were built from (an upgrade drains
+# the others), and on pods whether one is idle or claimed; a claim adds SUBMISSION.
+POOL = "monaco.dev/pool"
+POOL_HASH = "monaco.dev/pool-hash"
+POOL_STATE = "monaco.dev/pool-state"
+IDLE, CLAIMED = "idle", "claimed"
+POOL_NETWORK_POLICY = "monaco-pool"
 PREFIX = "csub-"
 _MAX = 63  # a Job's name becomes a label value of its pods: at most 63 characters
 

@@ -188,5 +188,5 @@ def queued_status(queued_at: datetime) -> r.SubmissionStatus:
     return r.SubmissionStatus(phase=Status.QUEUED.value, queued_at=iso(queued_at))
 
 
-def running_status(started_at: datetime, job_name: str) -> r.SubmissionStatus:
-    return r.SubmissionStatus(phase=Status.RUNNING.value, started_at=iso(started_at), job_name=job_name)
+def running_status(started_at: datetime, job_name: str, warm: bool | None = None) -> r.SubmissionStatus:
+    return r.SubmissionStatus(phase=Status.RUNNING.value, started_at=iso(started_at), job_name=job_name, warm=warm)

@@ -34,6 +34,7 @@ class SubmissionRecord:
     completed: datetime | None
     started: datetime | None
     deleting: bool
+    job_name: str = ""  # status.jobName: the cold Job's child name, or a claimed pool Job's
 
     @property
     def finished(self) -> bool:
@@ -61,6 +62,7 @@ def submission_record(body: Mapping[str, Any]) -> SubmissionRecord:
         started=parse_time(status.get("startedAt")),
         completed=parse_time(status.get("completedAt")),
         deleting=bool(meta.get("deletionTimestamp")),
+        job_name=str(status.get("jobName") or ""),
     )
 
 

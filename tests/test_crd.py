@@ -63,7 +63,8 @@ def test_identity_and_printer_columns() -> None:
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns == {"Language": ".spec.language", "Status": ".status.phase", "Verdict": ".status.verdict",
-                       "Time-ms": ".status.executionTimeMs", "Age": ".metadata.creationTimestamp"}
+                       "Time-ms": ".status.executionTimeMs", "Warm": ".status.warm",
+                       "Age": ".metadata.creationTimestamp"}
 
 
 def test_spec_is_immutable_and_bounded() -> None:
@@ -93,7 +94,7 @@ def test_status_declares_every_field_the_operator_writes() -> None:
                    execution_ms=1.0, compile_ms=2.0, memory_kb=3, truncated=False, message="m")
     now = datetime.now(UTC)
     written = set(results.finished_status(full, now).wire())
-    written |= set(results.queued_status(now).wire()) | set(results.running_status(now, "csub-a").wire())
+    written |= set(results.queued_status(now).wire()) | set(results.running_status(now, "pool-python-x", True).wire())
     assert written <= declared
     assert declared - written == set()  # and nothing declared is never written
 

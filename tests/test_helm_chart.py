@@ -432,12 +432,16 @@ def test_rbac_is_least_privilege_in_the_sandbox_namespace(helm: list[str], value
     assert _rules(roles["monaco-api"]) == {
         ("monaco.dev", "codesubmissions"): {"create", "get", "list", "watch", "delete"},
     }
+    # warm pools (on in all-on) add what a claim and its delivery need, and nothing else
+    warm = {"patch"} if values.get("warmPool") else set()
+    attach = {("", "pods/attach"): {"create", "get"}} if values.get("warmPool") else {}
     assert _rules(roles["monaco-operator"]) == {
         ("monaco.dev", "codesubmissions"): {"get", "list", "watch", "patch", "update", "delete"},
         ("monaco.dev", "codesubmissions/status"): {"get", "patch", "update"},
-        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-        ("", "pods"): {"get", "list", "watch"},
+        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"} | warm,
+        ("", "pods"): {"get", "list", "watch"} | warm,
         ("", "pods/log"): {"get"},
+        **attach,
         ("", "configmaps"): {"create", "get", "delete"},
         ("networking.k8s.io", "networkpolicies"): {"create", "get", "delete"},
         ("", "events"): {"create", "patch"},
@@ -466,8 +470,12 @@ def test_network_policies_allow_only_the_kubernetes_api(helm: list[str], value_s
         deploy = one(docs, "Deployment", f"monaco-{component}")
         assert policy["podSelector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
         assert policy["policyTypes"] == ["Ingress", "Egress"]
-        [ingress] = policy["ingress"]
+        ingress, *metrics = policy["ingress"]
         assert ingress["ports"] == [{"protocol": "TCP", "port": ingress_port}]
+        # the operator's Prometheus endpoint, when on (all-on), from the API's peers
+        metrics_port = merged_values(value_set)["operator"]["metricsPort"] if component == "operator" else 0
+        assert [m["ports"] for m in metrics] == ([[{"protocol": "TCP", "port": metrics_port}]] if metrics_port else [])
+        assert all(m.get("from", []) == np_values["apiIngressFrom"] for m in metrics)
         if component == "api":
             assert ingress.get("from", []) == np_values["apiIngressFrom"]
         else:
@@ -521,6 +529,8 @@ def test_autoscaling_needs_a_metric(helm: list[str]) -> None:
     (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy"),
     (["--set", "sandbox.imagePullSecrets=oops"], "sandbox.imagePullSecrets"),
     (["--set", "maxInputBytes=2000000"], "maxInputBytes"),
+    (["--set", "warmPool.python=-1"], "warmPool.python"),
+    (["--set", "warmPool.Python=1"], "warmPool"),
     (["--set", "languages.python.imagePullPolicy=Sometimes"], "languages.python.imagePullPolicy"),
     (["--set", "defaultLanguage=ruby"], "defaultLanguage"),
     (["--set", "languages.python=null"], "defaultLanguage"),

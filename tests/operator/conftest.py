@@ -3,6 +3,7 @@ resource bodies shaped as the API server returns them."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import subprocess
@@ -140,7 +141,7 @@ class PatchFailed(Exception):
 
 
 def apply_json_patch(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """The subset of RFC 6902 the operator uses (test, add), applied as the API server does: all or none."""
+    """The subset of RFC 6902 the operator uses (test, add, replace), applied as the API server does: all or none."""
     out = copy.deepcopy(obj)
     for op in ops:
         parts = op["path"].strip("/").split("/")
@@ -152,11 +153,27 @@ def apply_json_patch(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str
         if op["op"] == "test":
             if parts[-1] not in parent or parent[parts[-1]] != op["value"]:
                 raise PatchFailed(f"test {op['path']} failed")
+        elif op["op"] == "replace":
+            if parts[-1] not in parent:
+                raise PatchFailed(f"missing {op['path']}")
+            parent[parts[-1]] = copy.deepcopy(op["value"])
         elif op["op"] == "add":
             parent[parts[-1]] = copy.deepcopy(op["value"])
         else:
             raise AssertionError(f"unexpected op {op}")
     return out
+
+
+def _escape_keys(body: dict[str, Any]) -> dict[str, Any]:
+    """Label keys hold '/', which JSON pointers write as '~1': the fake patches with '/' as a NUL."""
+    out = copy.deepcopy(body)
+    out["metadata"]["labels"] = {k.replace("/", "\x00"): v for k, v in out["metadata"].get("labels", {}).items()}
+    return out
+
+
+def _unescape_keys(body: dict[str, Any]) -> dict[str, Any]:
+    body["metadata"]["labels"] = {k.replace("\x00", "/"): v for k, v in body["metadata"]["labels"].items()}
+    return body
 
 
 class FakeCluster:
@@ -171,6 +188,10 @@ class FakeCluster:
         self.logs: dict[tuple[str, str], bytes] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.status_writes: list[tuple[str, list[dict[str, Any]]]] = []
+        self.pods: dict[str, dict[str, Any]] = {}  # pool pods, by name
+        self.attached: list[tuple[str, str, bytes]] = []
+        self.acknowledge = True  # the pool runner answers a delivered job
+        self.streams: dict[str, bytes] = {}  # pod -> what its runner prints on the attach stream
         self.fail_create: Exception | None = None
         self.refuse_status: Callable[[list[dict[str, Any]]], bool] = lambda ops: False
         self._rv = 100
@@ -224,11 +245,70 @@ class FakeCluster:
         self.calls.append(("get_job", name))
         return copy.deepcopy(self.jobs.get(name))
 
-    async def delete_children(self, name: str) -> None:
-        self.calls.append(("delete_children", name))
+    async def delete_children(self, name: str, job: str = "") -> None:
+        self.calls.append(("delete_children", name, job) if job else ("delete_children", name))
         child = names.child_name(name)
+        if job and job != child:
+            self.jobs.pop(job, None)
+            return
         for store in (self.configmaps, self.network_policies, self.jobs):
             store.pop(child, None)
+
+    # ---- warm pools
+    async def create_pool_job(self, body: dict[str, Any]) -> str:
+        self._rv += 1
+        name = f"{body['metadata']['generateName']}{self._rv}"
+        self.calls.append(("create_pool_job", name))
+        if self.fail_create is not None:
+            raise self.fail_create
+        self.jobs[name] = {**copy.deepcopy(body), "metadata": {**body["metadata"], "name": name}}
+        return name
+
+    async def delete_job(self, name: str) -> None:
+        self.calls.append(("delete_job", name))
+        self.jobs.pop(name, None)
+        for pod_name, p in list(self.pods.items()):
+            if p["metadata"]["labels"].get("job-name") == name:
+                del self.pods[pod_name]
+
+    async def patch_pod(self, name: str, ops: list[dict[str, Any]]) -> bool:
+        self.calls.append(("patch_pod", name))
+        body = self.pods.get(name)
+        if body is None:
+            return False
+        unescaped = [{**op, "path": op["path"].replace("~1", "\x00")} for op in ops]
+        try:
+            new = apply_json_patch(_escape_keys(body), unescaped)
+        except PatchFailed:
+            return False
+        self._rv += 1
+        new = _unescape_keys(new)
+        new["metadata"]["resourceVersion"] = str(self._rv)
+        self.pods[name] = new
+        return True
+
+    async def patch_job(self, name: str, body: dict[str, Any]) -> bool:
+        self.calls.append(("patch_job", name))
+        job = self.jobs.get(name)
+        if job is None:
+            return False
+        meta = body.get("metadata") or {}
+        job["metadata"].setdefault("labels", {}).update(meta.get("labels") or {})
+        if "ownerReferences" in meta:
+            job["metadata"]["ownerReferences"] = meta["ownerReferences"]
+        return True
+
+    async def attach(self, pod: str, container: str, data: bytes, expect: bytes,
+                     linger: float = 0) -> tuple[bool, asyncio.Future[bytes]]:
+        self.calls.append(("attach", pod, container))
+        output: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        output.set_result(self.streams.get(pod, b""))
+        if pod not in self.pods:
+            return False, output
+        self.attached.append((pod, container, data))
+        if self.acknowledge:
+            self.logs[(pod, container)] = self.logs.get((pod, container), b"") + expect + b"\n"
+        return self.acknowledge, output
 
     async def read_log(self, pod: str, container: str, tail_lines: int, limit_bytes: int) -> bytes | None:
         self.calls.append(("read_log", pod, container, tail_lines, limit_bytes))

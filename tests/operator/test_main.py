@@ -28,7 +28,8 @@ def handler_ids(handlers: Any) -> set[str]:
 
 def test_handlers_are_registered_for_submissions_jobs_and_pods() -> None:
     registry = registries.get_default_registry()
-    assert {"submissions_index", "jobs_index", "pods_index"} <= handler_ids(registry._indexing.get_all_handlers())
+    indexes = {"submissions_index", "jobs_index", "pods_index", "pool_pods_index", "pool_jobs_index"}
+    assert indexes <= handler_ids(registry._indexing.get_all_handlers())
     watching = handler_ids(h for h in registry._watching.get_all_handlers())
     assert {"submission_event", "job_event", "pod_event"} <= watching
     # No daemons, timers or change handlers: nothing puts a finalizer on a submission, so a cancel
@@ -76,12 +77,14 @@ async def test_a_new_submission_is_queued_then_admitted_by_the_loop(settings: Se
     task = asyncio.create_task(main.loop(ctx, ix, clock))
     try:
         await main.submission_event(body=kopf.Body(cluster.submissions["a"]), type="ADDED", memo=memo,
-                                    submissions_index=ix.submissions, jobs_index=ix.jobs, pods_index=ix.pods)
+                                    submissions_index=ix.submissions, jobs_index=ix.jobs, pods_index=ix.pods,
+                                    pool_pods_index={}, pool_jobs_index={})
         assert cluster.phase("a") == "queued" and ctx.indexed.is_set()
         # The watch delivers the change: kopf's index updates, the handler wakes the loop.
         ix.submissions["a"] = indexes([cluster.submissions["a"]]).submissions["a"]  # type: ignore[index]
         await main.submission_event(body=kopf.Body(cluster.submissions["a"]), type="MODIFIED", memo=memo,
-                                    submissions_index=ix.submissions, jobs_index=ix.jobs, pods_index=ix.pods)
+                                    submissions_index=ix.submissions, jobs_index=ix.jobs, pods_index=ix.pods,
+                                    pool_pods_index={}, pool_jobs_index={})
         await wait_until(lambda: cluster.phase("a") == "running", 5, "a to run")
         assert "csub-a" in cluster.jobs
     finally:
@@ -115,7 +118,8 @@ async def test_pod_and_job_events_reach_the_collector(settings: Settings, clock:
     stuck = pod("a", phase="Pending", containers=[container_status("run", waiting="InvalidImageName")])
     ix = indexes(list(cluster.submissions.values()), list(cluster.jobs.values()), [stuck])
     memo = kopf.Memo(**{main.MEMO_KEY: context(settings, cluster, clock)})
-    kwargs = {"submissions_index": ix.submissions, "jobs_index": ix.jobs, "pods_index": ix.pods}
+    kwargs = {"submissions_index": ix.submissions, "jobs_index": ix.jobs, "pods_index": ix.pods,
+              "pool_pods_index": {}, "pool_jobs_index": {}}
     await main.job_event(body=kopf.Body(cluster.jobs["csub-a"]), memo=memo, **kwargs)
     assert cluster.phase("a") == "running"
     await main.pod_event(body=kopf.Body(stuck), memo=memo, **kwargs)
@@ -129,7 +133,8 @@ async def test_a_deleted_submission_frees_its_inflight_slot(settings: Settings, 
     ctx.admission.inflight["a"] = clock()
     body = kopf.Body(submission("a", phase="running"))
     await main.submission_event(body=body, type="DELETED", memo=kopf.Memo(**{main.MEMO_KEY: ctx}),
-                                submissions_index={}, jobs_index={}, pods_index={})
+                                submissions_index={}, jobs_index={}, pods_index={},
+                                pool_pods_index={}, pool_jobs_index={})
     assert ctx.admission.inflight == {} and ctx.admission.woken.is_set()
 
 

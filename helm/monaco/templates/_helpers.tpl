@@ -136,6 +136,10 @@ MONACO_RUNTIME_CLASS_NAME only when set (an empty value would not mean "none").
   value: {{ .Values.startDeadlineSeconds | int | quote }}
 - name: MONACO_JOB_DEADLINE_SLACK_SECONDS
   value: {{ .Values.jobDeadlineSlackSeconds | int | quote }}
+- name: MONACO_WARM_POOL
+  value: {{ .Values.warmPool | default dict | toJson | quote }}
+- name: MONACO_WARM_POOL_MAX_IDLE_SECONDS
+  value: {{ .Values.warmPoolMaxIdleSeconds | int | quote }}
 - name: MONACO_WAIT_MAX_SECONDS
   value: {{ .Values.waitMaxSeconds | quote }}
 - name: MONACO_CORS_ORIGINS

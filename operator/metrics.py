@@ -1,0 +1,58 @@
+"""The operator's Prometheus endpoint: the warm pools' size, idle pods, claims, misses and claim latency.
+
+Read at scrape time from the pool's counters and kopf's indexes; served on settings.metrics_port
+(0: none) by prometheus_client's own HTTP server, beside kopf's liveness endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monaco.operator.pool import CLAIM_BUCKETS, Pool, PoolJobRecord, PoolPodRecord, pool_sizes
+from monaco.operator.state import IndexLike
+
+Indexes = Callable[[], tuple[IndexLike[PoolPodRecord], IndexLike[PoolJobRecord]]]
+
+
+class PoolCollector(Collector):
+    def __init__(self, pool: Pool, indexes: Indexes) -> None:
+        self.pool = pool
+        self.indexes = indexes
+
+    def collect(self) -> Iterator[Metric]:
+        pods, jobs = self.indexes()
+        sizes = pool_sizes(pods, jobs)
+        wanted = GaugeMetricFamily("monaco_pool_size", "Idle sandboxes each pool keeps (warmPool)", labels=["language"])
+        current = GaugeMetricFamily("monaco_pool_jobs", "Unclaimed pool Jobs, starting or idle", labels=["language"])
+        idle = GaugeMetricFamily("monaco_pool_idle", "Idle pool sandboxes ready for a program", labels=["language"])
+        for language in sorted(set(self.pool.settings.warm_pool) | set(sizes)):
+            jobs_now, ready = sizes.get(language, (0, 0))
+            wanted.add_metric([language], self.pool.size(language))
+            current.add_metric([language], jobs_now)
+            idle.add_metric([language], ready)
+        claims = CounterMetricFamily("monaco_pool_claims", "Submissions that ran in a warm sandbox",
+                                     labels=["language"])
+        for language, n in sorted(self.pool.stats.claims.items()):
+            claims.add_metric([language], n)
+        misses = CounterMetricFamily("monaco_pool_misses", "Submissions of a pooled language that took the cold "
+                                     "path, by reason (limits, empty, contended, delivery)",
+                                     labels=["language", "reason"])
+        for (language, reason), n in sorted(self.pool.stats.misses.items()):
+            misses.add_metric([language, reason], n)
+        stats = self.pool.stats
+        latency = HistogramMetricFamily("monaco_pool_claim_seconds",
+                                        "From a claim to the runner's acknowledgement of the delivered job")
+        buckets = [(str(b), n) for b, n in zip(CLAIM_BUCKETS, stats.claim_buckets, strict=True)]
+        latency.add_metric([], [*buckets, ("+Inf", sum(stats.claims.values()))], stats.claim_seconds_sum)
+        yield from (wanted, current, idle, claims, misses, latency)
+
+
+def serve(port: int, pool: Pool, indexes: Indexes) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(pool, indexes))
+    start_http_server(port, registry=registry)
+    return registry
