@@ -15,8 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monaco.core.settings import Settings
+from monaco.operator.metrics import PoolCollector
+from monaco.operator.pool import Pool
 from tests.conftest import run_program
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "helm" / "monaco" / "files" / "dashboards" / "monaco.json"
@@ -78,11 +82,26 @@ def exposed_names(text: str) -> set[str]:
     return names
 
 
+# Series Prometheus itself adds to every scrape target, which no /metrics exposes.
+SCRAPE_SERIES = {"up"}
+
+
+def operator_names(settings: Settings) -> set[str]:
+    """What the operator's own /metrics (operator.metricsPort) exposes: the warm pools' families."""
+    pool = Pool(settings.model_copy(update={"warm_pool": {"python": 1}}), None)  # type: ignore[arg-type]
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(pool, lambda: ({}, {})))
+    return exposed_names(generate_latest(registry).decode())
+
+
 @pytest.mark.anyio
-async def test_every_panel_queries_metrics_that_metrics_exposes(client: httpx.AsyncClient) -> None:
+async def test_every_panel_queries_metrics_that_metrics_exposes(client: httpx.AsyncClient, settings: Settings) -> None:
+    """The API's /metrics, and for the warm-pool row the operator's: each name must be one of them."""
     result = await run_program(client, "python", "print('hi')")
     assert result["verdict"] == "ok", result
-    exposed = exposed_names((await client.get("/metrics")).text)
+    operator = operator_names(settings)
+    assert {"monaco_pool_idle", "monaco_pool_claims_total", "monaco_pool_claim_seconds_bucket"} <= operator
+    exposed = exposed_names((await client.get("/metrics")).text) | operator | SCRAPE_SERIES
     queries = dashboard_queries()
     assert len([q for q in queries if q.startswith("panel")]) >= 8
     for where, expr in queries.items():
@@ -99,4 +118,5 @@ def test_every_panel_says_what_it_shows() -> None:
         if panel["type"] != "row":
             assert panel.get("description"), panel["title"]
             assert all(t["datasource"] == {"type": "prometheus", "uid": "${datasource}"} for t in panel["targets"])
-    assert {v["name"] for v in board["templating"]["list"]} >= {"datasource", "job", "language", "max_workers"}
+    assert {v["name"] for v in board["templating"]["list"]} >= {"datasource", "job", "operator_job", "language",
+                                                                 "max_workers"}

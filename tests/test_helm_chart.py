@@ -678,6 +678,21 @@ def test_service_monitor_scrapes_the_api_services_metrics(helm: list[str]) -> No
     assert "http" in {p["name"] for p in service["spec"]["ports"]}
 
 
+def test_pod_monitor_scrapes_the_operators_metrics_only_when_it_serves_them(helm: list[str]) -> None:
+    assert not by_kind(render(helm, "default", "--set", "serviceMonitor.enabled=true"), "PodMonitor")
+    docs = render(helm, "default", "--set", "serviceMonitor.enabled=true", "--set", "operator.metricsPort=8082",
+                  "--set", "serviceMonitor.labels.release=prom")
+    monitor = one(docs, "PodMonitor", "monaco-operator")
+    pod = one(docs, "Deployment", "monaco-operator")["spec"]["template"]
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    [container] = pod["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 8082, "protocol": "TCP"} in container["ports"]
+    assert not by_kind(render(helm, "default", "--set", "operator.metricsPort=8082"), "PodMonitor")
+
+
 @pytest.mark.parametrize(("args", "names"), [
     (["--set", "serviceMonitor.interval=often"], "serviceMonitor.interval"),
     (["--set", "dashboard.enabled=yes"], "dashboard.enabled"),
