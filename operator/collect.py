@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +11,7 @@ from monaco.core import envelope
 from monaco.core.models import Outcome, Status, Verdict, utcnow
 from monaco.core.settings import Settings
 from monaco.operator import names, results
-from monaco.operator.admission import Admission, Indexes
+from monaco.operator.admission import Indexes
 from monaco.operator.cleanup import finish, teardown
 from monaco.operator.cluster import Cluster
 from monaco.operator.names import child_name
@@ -28,11 +28,14 @@ GIVE_UP_SLACK = timedelta(seconds=60)
 
 
 class Collector:
-    def __init__(self, settings: Settings, cluster: Cluster, admission: Admission,
+    def __init__(self, settings: Settings, cluster: Cluster, wake: Callable[[], None], admitting: Container[str],
                  clock: Callable[[], datetime] = utcnow) -> None:
+        """`wake` asks admission to look again (a sandbox ended: room for the next); `admitting` holds the
+        submissions admission is creating children for right now, which the checks must leave alone."""
         self.settings = settings
         self.cluster = cluster
-        self.admission = admission
+        self.wake = wake
+        self.admitting = admitting
         self.clock = clock
         self.busy: set[str] = set()  # submissions being finished by this process now
         self.torn_down: set[str] = set()
@@ -72,7 +75,7 @@ class Collector:
             return wrote
         finally:
             self.busy.discard(sub.key)
-            self.admission.wake()
+            self.wake()
 
     async def streamed(self, sub: Submission, job_name: str, data: bytes) -> None:
         """A warm run's envelope, read from its attach stream the moment the runner printed it. Without an
@@ -91,7 +94,7 @@ class Collector:
                 self.done[sub.uid] = self.clock()
         finally:
             self.busy.discard(key)
-            self.admission.wake()
+            self.wake()
 
     async def _collect(self, sub: SubmissionRecord, pod: PodRecord, ix: Indexes) -> bool:
         return await self._finish(sub, pod=pod, ix=ix)
@@ -108,7 +111,7 @@ class Collector:
 
     # ---- events
     async def on_pod(self, body: dict[str, Any], ix: Indexes) -> None:
-        self.admission.wake()
+        self.wake()
         pod = pod_record(body)
         sub = ix.submission(pod.key)
         if sub is None or sub.deleting or sub.phase not in (Status.QUEUED, Status.RUNNING):
@@ -123,7 +126,7 @@ class Collector:
             await self._finish(sub, failure)
 
     async def on_job(self, body: dict[str, Any], ix: Indexes) -> None:
-        self.admission.wake()
+        self.wake()
         job = job_record(body)
         sub = ix.submission(job.key)
         if sub is None or sub.deleting:
@@ -149,7 +152,7 @@ class Collector:
                     continue
                 if sub.finished:
                     await self.finished_children(sub, ix)
-                elif sub.phase == Status.RUNNING and sub.key not in self.admission.inflight:
+                elif sub.phase == Status.RUNNING and sub.key not in self.admitting:
                     try:
                         await self._check_running(sub, ix, now)
                     except Exception:

@@ -56,7 +56,7 @@ class Context:
         warm = Pool(settings, cluster)
         warm_pool = warm if warm.enabled else None  # empty warmPool: the cold path alone, as ever
         admission = Admission(settings, cluster, pool=warm_pool)
-        collector = Collector(settings, cluster, admission)
+        collector = Collector(settings, cluster, admission.wake, admission.inflight)
         warm.sink = collector.streamed
         return cls(settings, cluster, admission, collector, pool=warm)
 
@@ -67,9 +67,12 @@ def _ctx(memo: Any) -> Context:
     return ctx
 
 
-def _ix(kwargs: dict[str, Any]) -> Indexes:
-    return Indexes(kwargs["submissions_index"], kwargs["jobs_index"], kwargs["pods_index"],
-                   kwargs["pool_pods_index"], kwargs["pool_jobs_index"])
+# The indexes kopf keeps (below) and hands every handler by these parameter names.
+SubmissionsIndex = kopf.Index[str, state.SubmissionRecord]
+JobsIndex = kopf.Index[str, state.JobRecord]
+PodsIndex = kopf.Index[str, state.PodRecord]
+PoolPodsIndex = kopf.Index[str, PoolPodRecord]
+PoolJobsIndex = kopf.Index[str, PoolJobRecord]
 
 
 # ---- indexes: the cluster's state, rebuilt from a full listing on every start
@@ -105,7 +108,11 @@ def pool_jobs_index(body: kopf.Body, **_: Any) -> dict[str, PoolJobRecord]:
 
 # ---- events
 @kopf.on.event(*CRS)
-async def submission_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+async def submission_event(
+    body: kopf.Body, type: str | None, memo: kopf.Memo,
+    submissions_index: SubmissionsIndex, jobs_index: JobsIndex, pods_index: PodsIndex,
+    pool_pods_index: PoolPodsIndex, pool_jobs_index: PoolJobsIndex, **_: Any,
+) -> None:
     ctx = _ctx(memo)
     ctx.indexed.set()  # kopf runs no handler before every index is filled
     ctx.admission.wake()
@@ -116,21 +123,32 @@ async def submission_event(body: kopf.Body, type: str | None, memo: kopf.Memo, *
     if rec.phase == Status.PENDING and not rec.deleting:
         await ctx.admission.queue(dict(body))
     elif rec.finished:
-        await ctx.collector.finished_children(rec, _ix(kwargs))
+        ix = Indexes(submissions_index, jobs_index, pods_index, pool_pods_index, pool_jobs_index)
+        await ctx.collector.finished_children(rec, ix)
 
 
 @kopf.on.event(*JOBS, labels=names.SANDBOX_SELECTOR)
-async def job_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+async def job_event(
+    body: kopf.Body, memo: kopf.Memo,
+    submissions_index: SubmissionsIndex, jobs_index: JobsIndex, pods_index: PodsIndex,
+    pool_pods_index: PoolPodsIndex, pool_jobs_index: PoolJobsIndex, **_: Any,
+) -> None:
     ctx = _ctx(memo)
     ctx.indexed.set()
-    await ctx.collector.on_job(dict(body), _ix(kwargs))
+    ix = Indexes(submissions_index, jobs_index, pods_index, pool_pods_index, pool_jobs_index)
+    await ctx.collector.on_job(dict(body), ix)
 
 
 @kopf.on.event(*PODS, labels=names.SANDBOX_SELECTOR)
-async def pod_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+async def pod_event(
+    body: kopf.Body, memo: kopf.Memo,
+    submissions_index: SubmissionsIndex, jobs_index: JobsIndex, pods_index: PodsIndex,
+    pool_pods_index: PoolPodsIndex, pool_jobs_index: PoolJobsIndex, **_: Any,
+) -> None:
     ctx = _ctx(memo)
     ctx.indexed.set()
-    await ctx.collector.on_pod(dict(body), _ix(kwargs))
+    ix = Indexes(submissions_index, jobs_index, pods_index, pool_pods_index, pool_jobs_index)
+    await ctx.collector.on_pod(dict(body), ix)
 
 
 # ---- the loop that admits (woken by every event above) and runs the periodic checks
@@ -166,13 +184,17 @@ async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+async def startup(
+    settings: kopf.OperatorSettings, memo: kopf.Memo,
+    submissions_index: SubmissionsIndex, jobs_index: JobsIndex, pods_index: PodsIndex,
+    pool_pods_index: PoolPodsIndex, pool_jobs_index: PoolJobsIndex, **_: Any,
+) -> None:
     configure(settings)
     ctx = _ctx(memo)
+    ix = Indexes(submissions_index, jobs_index, pods_index, pool_pods_index, pool_jobs_index)
     if ctx.pool is not None and ctx.settings.metrics_port:
-        ix = _ix(kwargs)
         metrics.serve(ctx.settings.metrics_port, ctx.pool, lambda: (ix.pool_pods, ix.pool_jobs))
-    ctx.task = asyncio.create_task(loop(ctx, _ix(kwargs)), name="monaco-admission")
+    ctx.task = asyncio.create_task(loop(ctx, ix), name="monaco-admission")
 
 
 @kopf.on.probe(id="admission")

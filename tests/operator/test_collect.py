@@ -28,7 +28,7 @@ RUN_OK = container_status("run", terminated="Completed")
 
 def make(settings: Settings, cluster: FakeCluster, clock: Clock) -> Collector:
     admission = Admission(settings, cluster, clock)  # type: ignore[arg-type]
-    return Collector(settings, cluster, admission, clock)  # type: ignore[arg-type]
+    return Collector(settings, cluster, admission.wake, admission.inflight, clock)  # type: ignore[arg-type]
 
 
 def running(name: str = "a", **kw: Any) -> dict[str, Any]:

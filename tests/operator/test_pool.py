@@ -302,7 +302,8 @@ async def test_a_warm_run_is_finished_from_its_attach_stream(warm: Settings, clo
     await filled(warm, cluster, clock)
     admission = claimable(warm, cluster, clock)
     assert admission.pool is not None
-    admission.pool.sink = Collector(warm, cluster, admission, clock).streamed  # type: ignore[arg-type]
+    collector = Collector(warm, cluster, admission.wake, admission.inflight, clock)  # type: ignore[arg-type]
+    admission.pool.sink = collector.streamed
     envelope = runner("run", "echo hello", source="")
     for pod_name in cluster.pods:
         cluster.streams[pod_name] = ACCEPTED + b"\n" + envelope
