@@ -73,6 +73,9 @@ JobsIndex = kopf.Index[str, state.JobRecord]
 PodsIndex = kopf.Index[str, state.PodRecord]
 PoolPodsIndex = kopf.Index[str, PoolPodRecord]
 PoolJobsIndex = kopf.Index[str, PoolJobRecord]
+# kopf always passes every index; the default only tells mypy that kopf's handler protocols, which name no
+# index, may call these handlers.
+UNSET: Any = None
 
 
 # ---- indexes: the cluster's state, rebuilt from a full listing on every start
@@ -110,8 +113,8 @@ def pool_jobs_index(body: kopf.Body, **_: Any) -> dict[str, PoolJobRecord]:
 @kopf.on.event(*CRS)
 async def submission_event(
     body: kopf.Body, type: str | None, memo: kopf.Memo,
-    submissions_index: SubmissionsIndex, jobs_index: JobsIndex, pods_index: PodsIndex,
-    pool_pods_index: PoolPodsIndex, pool_jobs_index: PoolJobsIndex, **_: Any,
+    submissions_index: SubmissionsIndex = UNSET, jobs_index: JobsIndex = UNSET, pods_index: PodsIndex = UNSET,
+    pool_pods_index: PoolPodsIndex = UNSET, pool_jobs_index: PoolJobsIndex = UNSET, **_: Any,
 ) -> None:
     ctx = _ctx(memo)
     ctx.indexed.set()  # kopf runs no handler before every index is filled
@@ -130,8 +133,8 @@ async def submission_event(
 @kopf.on.event(*JOBS, labels=names.SANDBOX_SELECTOR)
 async def job_event(
     body: kopf.Body, memo: kopf.Memo,
-    submissions_index: SubmissionsIndex, jobs_index: JobsIndex, pods_index: PodsIndex,
-    pool_pods_index: PoolPodsIndex, pool_jobs_index: PoolJobsIndex, **_: Any,
+    submissions_index: SubmissionsIndex = UNSET, jobs_index: JobsIndex = UNSET, pods_index: PodsIndex = UNSET,
+    pool_pods_index: PoolPodsIndex = UNSET, pool_jobs_index: PoolJobsIndex = UNSET, **_: Any,
 ) -> None:
     ctx = _ctx(memo)
     ctx.indexed.set()
@@ -142,8 +145,8 @@ async def job_event(
 @kopf.on.event(*PODS, labels=names.SANDBOX_SELECTOR)
 async def pod_event(
     body: kopf.Body, memo: kopf.Memo,
-    submissions_index: SubmissionsIndex, jobs_index: JobsIndex, pods_index: PodsIndex,
-    pool_pods_index: PoolPodsIndex, pool_jobs_index: PoolJobsIndex, **_: Any,
+    submissions_index: SubmissionsIndex = UNSET, jobs_index: JobsIndex = UNSET, pods_index: PodsIndex = UNSET,
+    pool_pods_index: PoolPodsIndex = UNSET, pool_jobs_index: PoolJobsIndex = UNSET, **_: Any,
 ) -> None:
     ctx = _ctx(memo)
     ctx.indexed.set()
@@ -186,8 +189,8 @@ async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
 @kopf.on.startup()
 async def startup(
     settings: kopf.OperatorSettings, memo: kopf.Memo,
-    submissions_index: SubmissionsIndex, jobs_index: JobsIndex, pods_index: PodsIndex,
-    pool_pods_index: PoolPodsIndex, pool_jobs_index: PoolJobsIndex, **_: Any,
+    submissions_index: SubmissionsIndex = UNSET, jobs_index: JobsIndex = UNSET, pods_index: PodsIndex = UNSET,
+    pool_pods_index: PoolPodsIndex = UNSET, pool_jobs_index: PoolJobsIndex = UNSET, **_: Any,
 ) -> None:
     configure(settings)
     ctx = _ctx(memo)

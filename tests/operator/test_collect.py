@@ -59,7 +59,7 @@ async def test_ended_pod_is_collected_and_its_children_removed(
     assert status["phase"] == "completed" and status["verdict"] == "ok" and status["output"] == "42\n"
     assert status["executionTimeMs"] > 0 and status["completedAt"] == "2026-01-01T12:00:00.000Z"
     assert cluster.jobs == cluster.configmaps == cluster.network_policies == {}
-    assert collector.admission.woken.is_set()
+    assert collector.wake.__self__.woken.is_set()  # type: ignore[attr-defined]  # admission was woken
     reads = [c for c in cluster.calls if c[0] == "read_log"]
     assert reads and all(c[3] <= 40 and c[4] < 1_000_000 for c in reads)  # bounded reads
 
