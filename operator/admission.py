@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monaco.core.models import Status, utcnow
-from monaco.core.resource import SUBMITTED_AT_ANNOTATION
+from monaco.core.resource import submitted_at
 from monaco.core.settings import Settings
 from monaco.operator import builders, names, results
 from monaco.operator.cleanup import finish
 from monaco.operator.cluster import Cluster, Rejected, status_ops
 from monaco.operator.pool import Pool, PoolJobRecord, PoolPodRecord
-from monaco.operator.state import IndexLike, JobRecord, PodRecord, SubmissionRecord, parse_time
+from monaco.operator.state import IndexLike, JobRecord, PodRecord, SubmissionRecord
 from monaco.operator.submission import SpecError, from_body
 
 log = logging.getLogger("monaco.operator")
@@ -124,8 +124,7 @@ class Admission:
     async def queue(self, body: dict[str, Any]) -> bool:
         """pending -> queued, once: the write is conditional on the resourceVersion the caller saw."""
         meta = body.get("metadata") or {}
-        annotations = meta.get("annotations") or {}
-        queued_at = parse_time(annotations.get(SUBMITTED_AT_ANNOTATION)) or self.clock()
+        queued_at = submitted_at(meta) or self.clock()
         ops = status_ops(results.queued_status(queued_at).wire(), resource_version=str(meta.get("resourceVersion")),
                          whole=True)
         return bool(await self.cluster.patch_status(str(meta.get("name")), ops))
