@@ -40,8 +40,15 @@ def make_backend(settings: Settings, metrics: Metrics) -> Backend:
     return LocalBackend(settings, metrics)
 
 
+# Refusals of a submission that the route does not count itself (it counts 429 and 503 where it raises them).
+_REFUSED = {400: "bad_request", 413: "too_large", 415: "not_json"}
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    reason = _REFUSED.get(exc.status)
+    if reason is not None and request.method == "POST" and request.url.path.endswith("/submit"):
+        request.app.state.metrics.rejected.labels(reason).inc()
     return error_response(exc)
 
 

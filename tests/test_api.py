@@ -264,3 +264,20 @@ def test_openapi_document_is_json_serialisable() -> None:
     from monaco.api.openapi import build_openapi
 
     assert json.loads(json.dumps(build_openapi("1")))["info"]["title"] == "Monaco"
+
+
+async def test_refused_submissions_are_counted_by_reason(client: httpx.AsyncClient) -> None:
+    """What the dashboard's rejection panel shows: every refusal of POST /submit, by reason."""
+
+    def rejected(text: str) -> dict[str, float]:
+        prefix = 'monaco_submissions_rejected_total{reason="'
+        return {line[len(prefix):].split('"')[0]: float(line.split()[-1])
+                for line in text.splitlines() if line.startswith(prefix)}
+
+    assert (await client.post("/submit", json={"language": "cobol", "code": "x"})).status_code == 400
+    assert (await client.post("/submit", json={"code": "x" * (64 * 1024 + 1)})).status_code == 413
+    r = await client.post("/submit", content=b'{"code": "x"}', headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    assert (await client.get("/status", params={"id": "nope"})).status_code == 404  # not a submission: not counted
+    counts = rejected((await client.get("/metrics")).text)
+    assert counts == {"bad_request": 1.0, "too_large": 1.0, "not_json": 1.0}
