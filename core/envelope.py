@@ -9,6 +9,7 @@ import signal
 from dataclasses import dataclass
 
 from monaco.core.models import Outcome, Verdict
+from monaco.core.phase import COMPILE
 
 VERSION = "v2"
 _BEGIN = re.compile(rb"^#MONACO-ENVELOPE v2 BEGIN ([0-9a-f-]{36})$", re.M)
@@ -141,6 +142,19 @@ def _signal_name(number: int) -> str:
         return ""
 
 
+COMPILER_OOM = "the compiler ran out of memory"
+PROGRAM_OOM = "the program was killed for using more memory than its limit"
+
+
+def oom_outcome(phase: str, *, compile_output: str = "", memory_kb: int | None = None) -> Outcome:
+    """A phase the kernel OOM-killed, judged without the runner's envelope (the runner died with it, or saw
+    nothing): the compiler's is a compile error, the program's a memory limit. For both back ends."""
+    if phase == COMPILE:
+        return Outcome(verdict=Verdict.COMPILE_ERROR, compile_output=compile_output, message=COMPILER_OOM)
+    return Outcome(verdict=Verdict.MEMORY_LIMIT, compile_output=compile_output, memory_kb=memory_kb,
+                   message=PROGRAM_OOM)
+
+
 def compile_outcome(compiled: PhaseResult | None) -> Outcome | None:
     """The outcome of a submission that ends at its compile step, or None when the program may run.
 
@@ -152,7 +166,7 @@ def compile_outcome(compiled: PhaseResult | None) -> Outcome | None:
     if compiled.error:
         return Outcome(verdict=Verdict.SYSTEM_ERROR, compile_output=output, message=f"compile step: {compiled.error}")
     if compiled.oom_kills:
-        why = "the compiler ran out of memory"
+        why = COMPILER_OOM
     elif compiled.over_time:
         why = f"compilation took longer than {compiled.timeout_ms / 1000:g} s"
     else:
@@ -193,7 +207,7 @@ def decide(
         )
     truncated = ran.over_output_limit
     if oom_killed or (ran.oom_kills or 0) > 0:
-        verdict, message = Verdict.MEMORY_LIMIT, "the program was killed for using more memory than its limit"
+        verdict, message = Verdict.MEMORY_LIMIT, PROGRAM_OOM
     elif ran.over_time:
         verdict = Verdict.TIMEOUT
         message = f"the program ran longer than {ran.timeout_ms / 1000:g} s"

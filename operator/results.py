@@ -102,10 +102,7 @@ def _missing(pod: PodRecord, compiled: envelope.PhaseResult | None, phase: str) 
                                                                 if compiled else ""))
     container = pod.container(phase)
     if container is not None and container.terminated_reason == OOM:
-        if phase == COMPILE:
-            return Outcome(verdict=Verdict.COMPILE_ERROR, message="the compiler ran out of memory")
-        return base.model_copy(update={"verdict": Verdict.MEMORY_LIMIT,
-                                       "message": "the program was killed for using more memory than its limit"})
+        return envelope.oom_outcome(phase, compile_output=base.compile_output)
     if pod.deleting:
         return base.model_copy(update={"message": "the sandbox pod was deleted before the program finished"})
     return base.model_copy(update={"message": f"the {phase} step left no result envelope (the runner was killed?)"})
@@ -126,8 +123,7 @@ async def collect(pod: PodRecord, job: JobRecord | None, now: datetime, read_log
         if ended is not None:
             return ended
         if compile_.terminated_reason == OOM:  # the runner saw no OOM kill, the kubelet did: trust the kernel
-            return Outcome(verdict=Verdict.COMPILE_ERROR, compile_output=compiled.stdout.decode("utf-8", "replace"),
-                           message="the compiler ran out of memory")
+            return envelope.oom_outcome(COMPILE, compile_output=compiled.stdout.decode("utf-8", "replace"))
     run = pod.container(RUN)
     ran = None
     if run is not None and run.started:

@@ -18,9 +18,10 @@ from datetime import timedelta
 from monaco.api.backend import NotCancellable, QueueFull, QueueStats, StoreUnavailable
 from monaco.api.drain import DrainRate
 from monaco.api.metrics import Metrics
-from monaco.core.envelope import compile_outcome, decide
+from monaco.core.envelope import compile_outcome, decide, oom_outcome
 from monaco.core.languages import Language
 from monaco.core.models import Limits, Outcome, Status, SubmissionView, Verdict, utcnow
+from monaco.core.phase import COMPILE, RUN
 from monaco.core.settings import Settings
 
 from .sandbox import PhaseRun, Sandbox
@@ -199,14 +200,14 @@ class LocalBackend:
             compiled = None
             if language.compiles:
                 log.info("compiling", extra=extra)
-                compiled = await self.sandbox.run_phase(base, language, "compile", job.limits, slot, job.cancel)
-                ended = self._settled(job, compiled, compiling=True) or compile_outcome(compiled.result)
+                compiled = await self.sandbox.run_phase(base, language, COMPILE, job.limits, slot, job.cancel)
+                ended = self._settled(job, compiled, COMPILE) or compile_outcome(compiled.result)
                 if ended is not None:
                     await self._finish(job, ended)
                     return
             log.info("running", extra=extra)
-            ran = await self.sandbox.run_phase(base, language, "run", job.limits, slot, job.cancel)
-            outcome = self._settled(job, ran) or decide(
+            ran = await self.sandbox.run_phase(base, language, RUN, job.limits, slot, job.cancel)
+            outcome = self._settled(job, ran, RUN) or decide(
                 compiled.result if compiled else None,
                 ran.result,
                 oom_killed=ran.oom_killed,
@@ -218,18 +219,15 @@ class LocalBackend:
             await asyncio.to_thread(self.sandbox.cleanup, base)
 
     @staticmethod
-    def _settled(job: _Job, phase: PhaseRun, *, compiling: bool = False) -> Outcome | None:
+    def _settled(job: _Job, done: PhaseRun, phase: str) -> Outcome | None:
         """The outcome of a phase that has no envelope to judge, or that was cancelled."""
         if job.cancel.is_set():
             return Outcome(verdict=Verdict.CANCELLED, message="cancelled by request")
-        if phase.result is not None:
+        if done.result is not None:
             return None
-        if phase.oom_killed:  # the kernel's evidence: the memory cgroup filled up until even the runner was killed
-            if compiling:
-                return Outcome(verdict=Verdict.COMPILE_ERROR, message="the compiler ran out of memory")
-            return Outcome(verdict=Verdict.MEMORY_LIMIT, memory_kb=phase.memory_kb,
-                           message="the program was killed for using more memory than its limit")
-        return Outcome(verdict=Verdict.SYSTEM_ERROR, message=phase.error)
+        if done.oom_killed:  # the kernel's evidence: the memory cgroup filled up until even the runner was killed
+            return oom_outcome(phase, memory_kb=done.memory_kb)
+        return Outcome(verdict=Verdict.SYSTEM_ERROR, message=done.error)
 
     async def _finish(self, job: _Job, outcome: Outcome) -> None:
         view = job.view
