@@ -17,6 +17,8 @@ COMPILE, RUN = "compile", "run"
 # Below this the runner's own start-up is a noticeable part of the limit; and 0 would disable it.
 MIN_TIMEOUT_SECONDS = 0.1
 MIN_MEMORY_MB = 16
+# What the runner itself needs beside the program, inside the same memory limit (cgroup or container).
+RUNNER_MEMORY_MB = 8
 
 
 class LimitError(ValueError):

@@ -15,7 +15,16 @@ from typing import Any
 
 from monaco.core.languages import Language
 from monaco.core.native import binary
-from monaco.core.phase import COMPILE, RUN, Enforcement, Layout, phase_env, phase_limits, resolve_limits
+from monaco.core.phase import (
+    COMPILE,
+    RUN,
+    RUNNER_MEMORY_MB,
+    Enforcement,
+    Layout,
+    phase_env,
+    phase_limits,
+    resolve_limits,
+)
 from monaco.core.resource import API_VERSION, KIND
 from monaco.core.settings import Settings
 from monaco.operator import names
@@ -32,8 +41,6 @@ LAYOUT = Layout(src=SRC_DIR, build=BUILD_DIR, work=WORK_DIR, tmp=TMP_DIR, scratc
 # uid on a node, so RLIMIT_NPROC (per uid, node-wide) would let pods starve each other: the kubelet's pod
 # PID limit bounds processes instead.
 ENFORCEMENT = Enforcement(memory_cgroup=True, own_uid=False, runner_reads_cgroup=True)
-# What the runner itself (sh, head, base64) needs beside the program, inside the same cgroup.
-RUNNER_MEMORY_MB = 8
 # Container logs count against ephemeral storage; the runner's own stdout is one envelope.
 LOG_MB = 16
 

@@ -28,7 +28,7 @@ from monaco.core.envelope import EnvelopeError, PhaseResult, parse
 from monaco.core.languages import Language
 from monaco.core.models import Limits
 from monaco.core.native import NativeMissing, binary
-from monaco.core.phase import Enforcement, Layout, phase_env, phase_limits
+from monaco.core.phase import RUNNER_MEMORY_MB, Enforcement, Layout, phase_env, phase_limits
 from monaco.core.settings import Settings
 
 from .cgroups import Cgroups, RunCgroup
@@ -44,8 +44,8 @@ _INSIDE = "/tmp/.monaco"  # where a run's source, runner and build dir appear in
 # After a phase's time limit and this grace, whatever of the program still lives is killed from outside
 # (see RunCgroup.kill_all_but_init), so that the runner reports a timeout before the hard deadline.
 _OVERDUE_GRACE = 2.0
-# What the runner itself needs beside the program, inside the same memory cgroup.
-RUNNER_MEMORY_MB = 8
+# The namespaces of the unshare path (nsrun makes the same ones itself).
+_NAMESPACES = ("--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc")
 
 # Runs as root inside the new namespaces: private mounts, then drop to the sandbox uid and exec the
 # runner with an empty environment ("$@" is `env -i K=V ... /tmp/.monaco/src/monaco-init PHASE`).
@@ -192,10 +192,9 @@ class Sandbox:
         return nsrun
 
     def _unshare_mode(self) -> str:
-        ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc"]
         for mode, argv in (
-            ("unshare-root", [self._unshare, *ns, "true"]),
-            ("unshare-user", [self._unshare, "--user", "--map-root-user", *ns, "true"]),
+            ("unshare-root", [self._unshare, *_NAMESPACES, "true"]),
+            ("unshare-user", [self._unshare, "--user", "--map-root-user", *_NAMESPACES, "true"]),
         ):
             if (mode == "unshare-root") == (os.geteuid() == 0) and self._probe(argv):
                 return mode
@@ -287,7 +286,6 @@ class Sandbox:
             "SB_UID": "" if uid is None else str(uid),
             "SB_CGROUPS": " ".join(str(d) for d in cg.dirs) if cg else "",
         }
-        ns = ["--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc"]
         if self.mode == "nsrun":
             assert self._nsrun is not None and uid is not None
             cgroups = ":".join(str(d) for d in cg.dirs) if cg else ""
@@ -295,9 +293,11 @@ class Sandbox:
             argv = [str(self._nsrun), str(base), phase, str(uid), tmp_mb, cgroups, "--", runner, phase]
             outer_env = runner_env
         elif self.mode == "unshare-root":
-            argv = ["/bin/sh", "-c", _OUTER, "sb", self._unshare, *ns, "/bin/sh", "-c", _INNER, "sb", *inner_cmd]
+            argv = ["/bin/sh", "-c", _OUTER, "sb", self._unshare, *_NAMESPACES, "/bin/sh", "-c", _INNER, "sb",
+                    *inner_cmd]
         elif self.mode == "unshare-user":
-            argv = [self._unshare, "--user", "--map-root-user", *ns, "/bin/sh", "-c", _INNER, "sb", *inner_cmd]
+            argv = [self._unshare, "--user", "--map-root-user", *_NAMESPACES, "/bin/sh", "-c", _INNER, "sb",
+                    *inner_cmd]
         else:
             argv = inner_cmd
         overdue = asyncio.ensure_future(self._kill_overdue(cg, timeout + _OVERDUE_GRACE)) if cg else None

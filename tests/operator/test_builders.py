@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from monaco.core import seccomp
+from monaco.core.phase import RUNNER_MEMORY_MB
 from monaco.core.settings import Settings
 from monaco.operator import builders, names
 from monaco.operator.submission import SpecError, Submission, from_body
@@ -132,7 +133,7 @@ def test_job_of_an_interpreted_language(settings: Settings) -> None:
     assert volumes["tmp"]["emptyDir"]["sizeLimit"] == f"{settings.sandbox_work_mb}Mi"
     assert set(volumes) == {"runner", "src", "tmp", "no-pts"}
     assert {"name": "no-pts", "mountPath": "/dev/pts", "readOnly": True} in run["volumeMounts"]
-    assert run["resources"]["limits"]["memory"] == f"{128 + builders.RUNNER_MEMORY_MB}Mi"
+    assert run["resources"]["limits"]["memory"] == f"{128 + RUNNER_MEMORY_MB}Mi"
 
 
 def test_job_of_a_compiled_language(settings: Settings) -> None:
@@ -151,7 +152,7 @@ def test_job_of_a_compiled_language(settings: Settings) -> None:
     assert cenv["MONACO_FSIZE_KB"] == str(limits.output_file_mb * 1024)
     assert cenv["MONACO_BUILD_DIR"] == renv["MONACO_BUILD_DIR"] == "/monaco/build"
     assert renv["MONACO_NEEDS_COMPILE"] == "1"
-    assert compile_["resources"]["limits"]["memory"] == f"{limits.memory_mb + builders.RUNNER_MEMORY_MB}Mi"
+    assert compile_["resources"]["limits"]["memory"] == f"{limits.memory_mb + RUNNER_MEMORY_MB}Mi"
     build_mounts = {c["name"]: m for c in (compile_, run) for m in c["volumeMounts"] if m["name"] == "build"}
     assert build_mounts["compile"].get("readOnly") is not True
     assert build_mounts["run"]["readOnly"] is True
