@@ -86,12 +86,15 @@ static struct capture out = {-1, NULL, 0}, err = {-1, NULL, 0};
 static char outbuf[1 << 16];
 static char done_marker[4096]; /* warm pool compile: created however the phase ends */
 
-static void mark_done(void) {
-	if (!*done_marker)
-		return;
-	int m = open(done_marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+static void touch(const char *path) {
+	int m = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (m >= 0)
 		close(m);
+}
+
+static void mark_done(void) {
+	if (*done_marker)
+		touch(done_marker);
 }
 
 static long long env_int(const char *name, long long fallback) {
@@ -593,11 +596,8 @@ int main(int argc, char **argv) {
 			oom_kills = after - oom_before;
 	}
 	if (compile && status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && !timed_out &&
-	    !output_exceeded) {
-		int m = open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (m >= 0)
-			close(m);
-	}
+	    !output_exceeded)
+		touch(marker);
 	mark_done();
 	emit();
 	return 0;
