@@ -73,16 +73,10 @@ class Cluster:
 
     async def patch_status(self, name: str, ops: list[dict[str, Any]]) -> bool:
         """Apply a compare-and-set status patch; False when the object changed (or is gone) meanwhile."""
-        try:
-            await asyncio.to_thread(
-                self.custom.patch_namespaced_custom_object_status,
-                r.GROUP, r.VERSION, self.namespace, r.PLURAL, name, ops, _content_type=JSON_PATCH,
-            )
-        except ApiException as exc:
-            if exc.status == 404 or exc.status in _CONFLICTS:
-                return False
-            raise
-        return True
+        return await self._compare_and_set(
+            self.custom.patch_namespaced_custom_object_status,
+            r.GROUP, r.VERSION, self.namespace, r.PLURAL, name, ops, _content_type=JSON_PATCH,
+        )
 
     async def delete_submission(self, name: str, uid: str) -> None:
         body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
@@ -141,14 +135,8 @@ class Cluster:
 
     async def patch_pod(self, name: str, ops: list[dict[str, Any]]) -> bool:
         """A compare-and-set JSON patch of a pod's metadata; False when it changed (or is gone) meanwhile."""
-        try:
-            await asyncio.to_thread(self.core.patch_namespaced_pod, name, self.namespace, ops,
-                                    _content_type=JSON_PATCH)
-        except ApiException as exc:
-            if exc.status == 404 or exc.status in _CONFLICTS:
-                return False
-            raise
-        return True
+        return await self._compare_and_set(self.core.patch_namespaced_pod, name, self.namespace, ops,
+                                           _content_type=JSON_PATCH)
 
     async def patch_job(self, name: str, body: dict[str, Any]) -> bool:
         """A merge patch of a Job; False when it is gone."""
@@ -236,6 +224,17 @@ class Cluster:
                 return False
             if exc.status in (400, 422):
                 raise Rejected(f"{body.get('kind', 'object')} {body['metadata']['name']}: {api_message(exc)}") from exc
+            raise
+        return True
+
+    async def _compare_and_set(self, call: Any, *args: Any, **kwargs: Any) -> bool:
+        """A JSON patch whose `test` ops make it conditional: False when a test failed (409/422) or the object
+        is gone (404), for the caller to re-read and decide again."""
+        try:
+            await asyncio.to_thread(call, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404 or exc.status in _CONFLICTS:
+                return False
             raise
         return True
 
