@@ -103,17 +103,20 @@ def build_runner_configmap(settings: Settings, runner: bytes) -> dict[str, Any]:
     }
 
 
-def build_network_policy(sub: Submission, settings: Settings) -> dict[str, Any]:
-    """Selects exactly this submission's pod and allows nothing in or out."""
+def _deny_all(metadata: dict[str, Any], pod_selector: dict[str, Any]) -> dict[str, Any]:
+    """A NetworkPolicy of both types with no rule: the selected pods reach nothing and nothing reaches them."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _metadata(sub, settings),
-        "spec": {
-            "podSelector": {"matchLabels": {**names.SANDBOX_SELECTOR, names.SUBMISSION: names.key(sub.name)}},
-            "policyTypes": ["Ingress", "Egress"],
-        },
+        "metadata": metadata,
+        "spec": {"podSelector": pod_selector, "policyTypes": ["Ingress", "Egress"]},
     }
+
+
+def build_network_policy(sub: Submission, settings: Settings) -> dict[str, Any]:
+    """Selects exactly this submission's pod and allows nothing in or out."""
+    return _deny_all(_metadata(sub, settings),
+                     {"matchLabels": {**names.SANDBOX_SELECTOR, names.SUBMISSION: names.key(sub.name)}})
 
 
 def _resources(cpu: str, memory_mb: int, storage_mb: int) -> dict[str, Any]:
@@ -340,17 +343,11 @@ def build_pool_job(language: Language, settings: Settings) -> dict[str, Any]:
 
 def build_pool_network_policy(settings: Settings) -> dict[str, Any]:
     """Deny-all for every pool pod, idle or claimed: created before the first pool Job."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": names.POOL_NETWORK_POLICY, "namespace": settings.namespace,
-                     "labels": {names.MANAGED_BY: "monaco", names.COMPONENT: "sandbox"}},
-        "spec": {
-            "podSelector": {"matchLabels": dict(names.SANDBOX_SELECTOR),
-                            "matchExpressions": [{"key": names.POOL, "operator": "Exists"}]},
-            "policyTypes": ["Ingress", "Egress"],
-        },
-    }
+    return _deny_all(
+        {"name": names.POOL_NETWORK_POLICY, "namespace": settings.namespace,
+         "labels": {names.MANAGED_BY: "monaco", names.COMPONENT: "sandbox"}},
+        {"matchLabels": dict(names.SANDBOX_SELECTOR), "matchExpressions": [{"key": names.POOL, "operator": "Exists"}]},
+    )
 
 
 def job_frame(code: str, stdin: str) -> bytes:
