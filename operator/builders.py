@@ -83,6 +83,7 @@ def runner_binary() -> bytes:
     return binary("monaco-init").read_bytes()
 
 
+@cache  # every pod spec names it; the runner is one bytes object, whose hash Python keeps
 def runner_configmap_name(runner: bytes) -> str:
     """Named by content: an upgrade brings a new one, and pods of the old runner keep theirs."""
     return f"monaco-runner-{hashlib.sha256(runner).hexdigest()[:12]}"
