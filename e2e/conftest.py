@@ -143,3 +143,16 @@ def images() -> dict[str, str]:
 def pull_policy() -> str:
     """Never on the local cluster (images are imported, nothing can be pulled)."""
     return os.environ.get("MONACO_E2E_PULL_POLICY", "Never")
+
+
+# ---- what the cluster said when a test failed ----------------------------------------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report gets the operator's and API's logs as they were at that moment: the module's
+    last tests uninstall the release, so what e2e/run.sh prints at the end can no longer show them."""
+    report = yield
+    if report.when == "call" and report.failed and shutil.which("kubectl"):
+        proc = subprocess.run(["bash", str(E2E_DIR / "diagnose.sh")], capture_output=True, text=True,
+                              timeout=120, check=False)
+        report.sections.append(("the cluster when it failed", proc.stdout[-60_000:] + proc.stderr[-5_000:]))
+    return report

@@ -184,8 +184,8 @@ def test_compile_error(api: httpx.Client) -> None:
 
 def test_runtime_error_keeps_exit_code_and_stderr(api: httpx.Client) -> None:
     result = run(api, "python", "import sys\nprint('partial')\nsys.stderr.write('boom\\n')\nsys.exit(3)")
-    assert result["verdict"] == "runtime_error" and result["exitCode"] == 3
-    assert result["output"] == "partial\n" and "boom" in result["stderr"]
+    assert result["verdict"] == "runtime_error" and result["exitCode"] == 3, result
+    assert result["output"] == "partial\n" and "boom" in result["stderr"], result
 
 
 def test_timeout(api: httpx.Client) -> None:

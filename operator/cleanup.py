@@ -13,6 +13,8 @@ from monaco.operator.state import SubmissionRecord
 
 log = logging.getLogger("monaco.operator")
 FINISHED = (Status.COMPLETED.value, Status.FAILED.value)
+# Writes of one result: phase moves (queued -> running) retry with the same result; see finish().
+FINISH_TRIES = 5
 
 
 async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now: datetime,
@@ -24,20 +26,23 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
     wrote the result. `started` is when its sandbox started, written only if it never became `running`
     (the operator died between creating the Job and writing `running`).
     """
-    # The last attempt writes a bare verdict: a result the API server refuses must not leave the
-    # submission running forever.
+    # A write can fail two ways. The phase moved on (queued -> running, as admission writes `running`
+    # while a fast warm run is being finished from its stream): try again at the new phase with the same
+    # result. Or the API server refused this content (an error, or the phase test held and still no
+    # write): then a bare verdict, so that a result the API server refuses never leaves the submission
+    # running forever. A phase move is never mistaken for a refusal.
     refused = results.system_error("the result could not be stored (the API server refused it)")
-    seen = phase
-    for attempt in (outcome, outcome, refused):
+    seen, attempt = phase, outcome
+    for _ in range(FINISH_TRIES):
         status = results.finished_status(attempt, now)
         if seen == Status.QUEUED and started is not None:
             status.started_at = iso(started)
-        fields = status.wire()
         try:
-            wrote = await cluster.patch_status(name, status_ops(fields, phase=seen))
-        except Exception as exc:  # e.g. a status too large for etcd: the next attempt may be smaller
+            wrote = await cluster.patch_status(name, status_ops(status.wire(), phase=seen))
+            failed = False
+        except Exception as exc:  # e.g. a status too large for etcd
             log.warning("writing the result of %s failed: %s", name, exc)
-            wrote = False
+            wrote, failed = False, True
         if wrote:
             log.info("%s finished: %s %s", name, attempt.verdict.value, attempt.message)
             await teardown(cluster, name, job)
@@ -49,7 +54,11 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
         if current in FINISHED:
             await teardown(cluster, name, job or str((body.get("status") or {}).get("jobName") or ""))
             return False
-        seen = current  # queued -> running meanwhile, or the write was refused: try again
+        if failed or current == seen:
+            if attempt is refused:
+                break
+            attempt = refused
+        seen = current
     log.warning("could not write the result of %s; the periodic check will retry", name)
     return False
 

@@ -104,6 +104,29 @@ async def test_finish_follows_a_queued_to_running_move(settings: Settings, clock
 
 
 @pytest.mark.anyio
+async def test_a_fast_warm_run_racing_admissions_running_write_keeps_its_verdict(settings: Settings,
+                                                                                   clock: Clock) -> None:
+    """A warm run finished from its attach stream before admission wrote `running` (the stream's write
+    tests `running`: it fails), then admission's `running` lands between the re-read and the retry at
+    `queued`: the third write must carry the program's verdict, never the bare "could not be stored"
+    (the CI failure of stop 7: a Python exit(3) judged system_error)."""
+    cluster = FakeCluster(submission("a", phase="queued"))
+    real_get = cluster.get_submission
+
+    async def get_then_admission_writes_running(name: str) -> dict[str, Any] | None:
+        body = await real_get(name)
+        if cluster.submissions[name]["status"]["phase"] == "queued":
+            cluster.submissions[name]["status"]["phase"] = "running"
+        return body
+
+    cluster.get_submission = get_then_admission_writes_running  # type: ignore[method-assign]
+    outcome = Outcome(verdict=Verdict.RUNTIME_ERROR, exit_code=3, output="partial\n")
+    assert await cleanup.finish(cluster, "a", "running", outcome, clock())  # type: ignore[arg-type]
+    status = cluster.status("a")
+    assert (status["verdict"], status["exitCode"], status["output"]) == ("runtime_error", 3, "partial\n"), status
+
+
+@pytest.mark.anyio
 async def test_a_result_the_api_server_refuses_still_ends_the_submission(settings: Settings, clock: Clock) -> None:
     cluster = FakeCluster(running())
     with_children(cluster)
