@@ -84,6 +84,14 @@ screenshot: setup browser
 generate: setup
 	$(PY) -m monaco.core.generate
 
+# image: the container image with Docker (VERSION from pyproject.toml); image-all: plus Java, gcc and g++
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+.PHONY: image image-all
+image:
+	docker build --build-arg VERSION=$(VERSION) -t monaco:$(VERSION) .
+image-all:
+	docker build --build-arg VERSION=$(VERSION) --target all -t monaco:$(VERSION)-all .
+
 # e2e: the local cluster (unless KUBECONFIG names one), Monaco installed by its chart, pytest e2e/
 .PHONY: e2e bench-k8s
 e2e: setup

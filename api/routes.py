@@ -70,6 +70,8 @@ async def submit(request: Request) -> Response:
         raise ApiError(400, "'code' contains a NUL character")
     name = req.language if req.language is not None else settings.default_language
     language = settings.registry.get(name)
+    if language is None and (absent := settings.registry.not_installed(name)):
+        raise ApiError(400, absent, languages=settings.registry.names)
     if language is None:
         known = ", ".join(settings.registry.names)
         raise ApiError(400, f"unknown language {name!r}; choose one of: {known}", languages=settings.registry.names)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -15,6 +18,10 @@ from pydantic.alias_generators import to_camel
 # the Helm chart's values.schema.json and the model below all take it from here.
 NAME_MAX_LENGTH = 32
 NAME_PATTERN = rf"^[a-z][a-z0-9_+-]{{0,{NAME_MAX_LENGTH - 1}}}$"
+# The PATH of every local sandbox (and so where the local back end looks for a language's toolchain).
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+# A command word that names an executable on PATH (or by absolute path): no expansion, assignment or ./
+_COMMAND_WORD = re.compile(r"[A-Za-z0-9_.+-]+|/[A-Za-z0-9_.+/-]+")
 
 
 class _Model(BaseModel):
@@ -69,12 +76,39 @@ class Language(_Model):
     compile: str | None = Field(None, description="sh command that compiles the program (in $MONACO_BUILD_DIR)")
     run: str = Field(min_length=1, description="sh command that runs the program (in $MONACO_WORK_DIR)")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment of the compiler and the program")
+    requires: list[str] | None = Field(
+        None,
+        description="executables the local back end must find on PATH to offer the language (default: the first "
+        "word of compile and run)",
+    )
     limits: RunLimits = Field(RunLimits(), description="limits of a run: defaults, and the most a request may ask for")
     compile_limits: CompileLimits = Field(CompileLimits(), description="limits of the compile step")
 
     @property
     def compiles(self) -> bool:
         return bool(self.compile)
+
+    @property
+    def executables(self) -> list[str]:
+        """What the toolchain needs on PATH: `requires`, else the command word of compile and run (after an
+        `exec`), where that word is a plain name (`exec "$MONACO_BUILD_DIR/main"` names none)."""
+        if self.requires is not None:
+            return list(self.requires)
+        words = []
+        for command in (self.compile, self.run):
+            try:
+                argv = shlex.split(command or "")
+            except ValueError:
+                continue
+            if argv[:1] == ["exec"]:
+                argv = argv[1:]
+            if argv and _COMMAND_WORD.fullmatch(argv[0]) and argv[0] not in words:
+                words.append(argv[0])
+        return words
+
+    def missing(self, path: str) -> list[str]:
+        """The executables of `executables` that `path` (a PATH string) lacks."""
+        return [exe for exe in self.executables if shutil.which(exe, path=path) is None]
 
     def public(self) -> dict[str, Any]:
         """What GET /languages shows."""
@@ -98,10 +132,30 @@ class LanguageError(ValueError):
 
 
 class Registry:
-    def __init__(self, languages: dict[str, Language]) -> None:
+    def __init__(self, languages: dict[str, Language], absent: dict[str, list[str]] | None = None) -> None:
         if not languages:
             raise LanguageError("the language registry is empty")
         self._languages = dict(sorted(languages.items()))
+        # Languages of the file whose toolchain is not installed here: name -> the executables missing.
+        self.absent: dict[str, list[str]] = dict(sorted((absent or {}).items()))
+
+    def installed(self, path: str) -> Registry:
+        """The languages whose toolchain `path` holds (what the local back end can run); the others in `absent`."""
+        absent = {lang.name: missing for lang in self if (missing := lang.missing(path))}
+        if len(absent) == len(self):
+            needs = "; ".join(f"{name} needs {', '.join(missing)}" for name, missing in absent.items())
+            raise LanguageError(f"no language of the registry is installed here (PATH={path}): {needs}")
+        return Registry({n: lang for n, lang in self._languages.items() if n not in absent}, absent)
+
+    def not_installed(self, name: str) -> str | None:
+        """Why `name` cannot run here, when it is a language of the file whose toolchain is missing."""
+        missing = self.absent.get(name)
+        if missing is None:
+            return None
+        return (
+            f"language {name!r} is not installed on this server ({', '.join(missing)} not found on its PATH); "
+            f"installed: {', '.join(self.names)}"
+        )
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<registry>") -> Registry:

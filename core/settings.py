@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from monaco.core.languages import Registry
+from monaco.core.languages import SANDBOX_PATH, Registry
 
 # A Localhost profile's path under the kubelet's seccomp root: relative, no component starting with a dot.
 # The playground's path: `/`, `/play`, `/play/`, `/a/b/`; empty is none.
@@ -168,7 +168,9 @@ class Settings(BaseSettings):
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry.load(self.languages_file)
+        """The languages this service offers: on the local back end, those whose toolchain is installed."""
+        registry = Registry.load(self.languages_file)
+        return registry.installed(SANDBOX_PATH) if self.backend == "local" else registry
 
     @property
     def allowed_host_list(self) -> list[str]:

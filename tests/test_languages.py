@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from monaco.core.languages import LanguageError, Registry
+from monaco.core.settings import Settings
 from tests.conftest import run_program, summary
 
 pytestmark = [pytest.mark.anyio, pytest.mark.languages]
@@ -232,3 +236,53 @@ async def test_cpp17_iostream_and_structured_bindings(client: httpx.AsyncClient)
     assert_ran_ok(result)
     assert result["output"] == "a=1\nb=2\ncpp17\n7\n"
     assert result["compileOutput"] == ""
+
+
+def _registry_with(tmp_path: Path, **extra: dict[str, str]) -> Path:
+    data = yaml.safe_load((Path(__file__).resolve().parent.parent / "core" / "languages.yaml").read_text())
+    data["languages"].update(extra)
+    path = tmp_path / "languages.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+MISSING_TOOLCHAIN = {"displayName": "Nope", "version": "1", "image": "nope:1", "sourceFile": "main.nope",
+                     "compile": "exec nopec-monaco-test main.nope", "run": "exec ./main"}
+
+
+def test_the_executables_of_a_language_come_from_its_commands_or_requires() -> None:
+    registry = Registry.load()
+    assert registry["python"].executables == ["python3"]
+    assert registry["c"].executables == ["gcc"]  # the run command `exec "$MONACO_BUILD_DIR/main"` names none
+    assert registry["cpp"].executables == ["g++"]
+    assert registry["java"].executables == ["javac", "javap", "java"]  # its compile script starts with `cls=`
+
+
+@pytest.mark.anyio
+async def test_the_local_back_end_offers_only_installed_languages(tmp_path: Path) -> None:
+    from monaco.api.app import create_app
+
+    settings = Settings(data_dir=tmp_path / "data", languages_file=_registry_with(tmp_path, nope=MISSING_TOOLCHAIN))
+    assert settings.registry.absent == {"nope": ["nopec-monaco-test"]}
+    # No lifespan: nothing runs; both requests are answered before the back end is asked.
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        listed = [lang["name"] for lang in (await client.get("/languages")).json()["languages"]]
+        answer = await client.post("/submit", json={"language": "nope", "code": "x"})
+    assert "nope" not in listed and "python" in listed
+    assert answer.status_code == 400
+    assert answer.json()["error"] == (
+        "language 'nope' is not installed on this server (nopec-monaco-test not found on its PATH); "
+        f"installed: {', '.join(listed)}"
+    )
+    # The Kubernetes back end runs every language in its own image: nothing is filtered there.
+    kube = Settings(backend="kubernetes", languages_file=settings.languages_file)
+    assert "nope" in kube.registry and kube.registry.absent == {}
+
+
+def test_no_installed_language_is_a_clear_start_up_error(tmp_path: Path) -> None:
+    only = {"languages": {"nope": MISSING_TOOLCHAIN}}
+    path = tmp_path / "languages.yaml"
+    path.write_text(yaml.safe_dump(only))
+    with pytest.raises(LanguageError, match=r"no language of the registry is installed here .*nope needs nopec"):
+        Settings(data_dir=tmp_path / "data", languages_file=path).registry  # noqa: B018

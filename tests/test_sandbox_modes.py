@@ -119,14 +119,33 @@ def test_auto_without_root_is_refused(data_dir: Path, monkeypatch: pytest.Monkey
         Sandbox(Settings(data_dir=data_dir, sandbox="auto")).prepare()
 
 
-def test_auto_without_a_built_nsrun_is_refused(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing(name: str) -> Path:
-        raise NativeMissing(f"Monaco's native binary {name} is not built: {HOW_TO_BUILD}")
+def without_binary(monkeypatch: pytest.MonkeyPatch, absent: str) -> None:
+    """As if the native binary `absent` had not been built; the other one is the real one."""
+    from monaco.core.native import binary as real
 
+    def binary(name: str) -> Path:
+        if name == absent:
+            raise NativeMissing(f"Monaco's native binary {name} is not built: {HOW_TO_BUILD}")
+        return real(name)
+
+    monkeypatch.setattr(sandbox_module, "binary", binary)
+
+
+def test_auto_without_a_built_nsrun_is_refused(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(sandbox_module, "binary", missing)
+    without_binary(monkeypatch, "nsrun")
     with pytest.raises(SandboxUnavailable, match="nsrun is not built: build it with `make setup`"):
         Sandbox(Settings(data_dir=data_dir, sandbox="auto")).prepare()
+
+
+@pytest.mark.parametrize("mode", ["auto", "unshare"])
+def test_a_missing_runner_is_refused_before_anything_runs(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """`monaco serve` checks this before it listens: an image or install without monaco-init never compiles one."""
+    without_binary(monkeypatch, "monaco-init")
+    with pytest.raises(SandboxUnavailable, match="monaco-init is not built: build it with `make setup`"):
+        Sandbox(Settings(data_dir=data_dir, sandbox=mode)).check()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="nsrun's probe runs as root")

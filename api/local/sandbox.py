@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from monaco.core.envelope import EnvelopeError, PhaseResult, parse
-from monaco.core.languages import Language
+from monaco.core.languages import SANDBOX_PATH, Language
 from monaco.core.models import Limits
 from monaco.core.native import NativeMissing, binary
 from monaco.core.phase import RUNNER_MEMORY_MB, Enforcement, Layout, phase_env, phase_limits
@@ -36,7 +36,6 @@ from .cleanup import Remover, remove_tree
 
 log = logging.getLogger("monaco.sandbox")
 
-SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 # A program may scribble into the runner's stdout while it lives; the envelope is always last, so keep
 # only the tail of what the runner printed.
 _KEEP_TAIL = 1 << 20
@@ -44,20 +43,29 @@ _INSIDE = "/tmp/.monaco"  # where a run's source, runner and build dir appear in
 # After a phase's time limit and this grace, whatever of the program still lives is killed from outside
 # (see RunCgroup.kill_all_but_init), so that the runner reports a timeout before the hard deadline.
 _OVERDUE_GRACE = 2.0
-# The namespaces of the unshare path (nsrun makes the same ones itself).
-_NAMESPACES = ("--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc")
+# The namespaces of the unshare path (nsrun makes the same ones itself); the new PID namespace's /proc is
+# mounted by _INNER.
+_NAMESPACES = ("--net", "--pid", "--ipc", "--uts", "--mount", "--fork", "--kill-child")
 
 # Runs as root inside the new namespaces: private mounts, then drop to the sandbox uid and exec the
 # runner with an empty environment ("$@" is `env -i K=V ... /tmp/.monaco/src/monaco-init PHASE`).
+# /proc: the new PID namespace's own; where the kernel refuses one (in a user namespace inside a container,
+# whose runtime masks parts of its /proc), an empty read-only tmpfs, so that no outer process shows.
+# $SB_HIDE, the service's dirs (its database, every run's dir), are covered by an empty tmpfs once the
+# run's own dirs are bound: in a user namespace a program is the service's uid outside, its files' owner.
 _INNER = r"""
 set -e
 m() { mount -t tmpfs -o "size=$1,mode=1777,nosuid,nodev" tmpfs "$2"; }
+mount -t proc -o nosuid,nodev,noexec proc /proc 2>/dev/null || mount -t tmpfs -o size=4k,mode=0555,ro tmpfs /proc
 m "${SB_TMP_MB}m" /tmp
 for d in /var/tmp /dev/shm /run/lock /dev/mqueue; do [ -d "$d" ] && m 1m "$d"; done
 mkdir -m 0755 /tmp/.monaco /tmp/.monaco/src /tmp/.monaco/build
 b() { mount --bind "$1" "$2"; if [ "$3" = ro ]; then mount -o remount,bind,ro,nosuid,nodev "$2"; fi; }
 b "$SB_BASE/src" /tmp/.monaco/src ro
 b "$SB_BASE/build" /tmp/.monaco/build "$([ "$SB_PHASE" = run ] && echo ro || echo rw)"
+IFS=:
+for d in $SB_HIDE; do [ -d "$d" ] && mount -t tmpfs -o size=4k,mode=0555,ro tmpfs "$d"; done
+unset IFS
 if [ -n "${SB_UID:-}" ]; then
   exec setpriv --reuid="$SB_UID" --regid="$SB_UID" --clear-groups --inh-caps=-all --bounding-set=-all \
     --no-new-privs -- "$@"
@@ -66,6 +74,14 @@ exec setpriv --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"
 """
 # Joins the phase's cgroups, then becomes the namespace builder.
 _OUTER = r'for d in $SB_CGROUPS; do echo $$ > "$d/cgroup.procs" || exit 111; done; exec "$@"'
+
+
+# What a container needs for the user-namespace sandbox (the README's `docker run` line).
+_ALLOW_NAMESPACES = (
+    "allow user namespaces: with Docker add `--security-opt seccomp=unconfined` (its default seccomp profile refuses "
+    "them), in a Kubernetes pod `securityContext.seccompProfile.type: Unconfined`; on a host, enable unprivileged "
+    "user namespaces (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone) or run as root"
+)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -89,7 +105,10 @@ class Sandbox:
         self._init = self.root_dir / "monaco-init"
         self._unshare = shutil.which("unshare") or "unshare"
         self._nsrun: Path | None = None
+        self.proc = True  # whether programs get a /proc of their own (unshare: not in a container's user namespace)
         self._remover = Remover(self.root_dir)
+        hidden = (settings.data_dir, settings.sandboxes, settings.database.parent)
+        self._hidden = ":".join(dict.fromkeys(str(d.resolve()) for d in hidden))
 
     # ---- start-up
     def prepare(self) -> None:
@@ -120,6 +139,11 @@ class Sandbox:
         """The mode MONACO_SANDBOX asks for, once it is known to work here, or SandboxUnavailable saying why
         not in one line (`monaco serve` checks this before it starts). Never a fallback to something weaker."""
         self._check_dir()
+        if self.settings.sandbox != "none":
+            try:  # the runner: a build step of the image or the install, never compiled here
+                binary("monaco-init")
+            except NativeMissing as exc:
+                raise SandboxUnavailable(str(exc)) from None
         wanted = self.settings.sandbox
         if wanted == "auto":
             self._nsrun = self._working_nsrun()
@@ -153,6 +177,14 @@ class Sandbox:
                 + (no_cgroups if mode == "unshare-user" else ""),
                 extra={"mode": mode},
             )
+            if not self.proc:
+                log.warning(
+                    "programs get an empty /proc: the kernel refuses a new one in a user namespace where the "
+                    "container's /proc is masked. Python, C and C++ do not mind; to give programs their own /proc "
+                    "(a JVM wants one), add `--security-opt systempaths=unconfined` to `docker run` "
+                    "(Kubernetes: securityContext.procMount: Unmasked)",
+                    extra={"mode": mode},
+                )
         elif mode == "none":
             log.critical(
                 "RUNNING SUBMISSIONS WITHOUT ISOLATION (MONACO_SANDBOX=none, MONACO_ALLOW_UNISOLATED=true): "
@@ -192,23 +224,27 @@ class Sandbox:
         return nsrun
 
     def _unshare_mode(self) -> str:
-        for mode, argv in (
-            ("unshare-root", [self._unshare, *_NAMESPACES, "true"]),
-            ("unshare-user", [self._unshare, "--user", "--map-root-user", *_NAMESPACES, "true"]),
-        ):
-            if (mode == "unshare-root") == (os.geteuid() == 0) and self._probe(argv):
-                return mode
-        raise SandboxUnavailable(
-            "MONACO_SANDBOX=unshare: `unshare` could not create network, PID and mount namespaces "
-            "(run as root, or enable unprivileged user namespaces)"
-        )
+        if os.geteuid() == 0:
+            mode, argv = "unshare-root", [self._unshare, *_NAMESPACES]
+        else:
+            mode, argv = "unshare-user", [self._unshare, "--user", "--map-root-user", *_NAMESPACES]
+        failure = self._probe([*argv, "true"])
+        if failure is not None:
+            raise SandboxUnavailable(
+                f"MONACO_SANDBOX=unshare: `unshare` cannot create {'user, ' if mode == 'unshare-user' else ''}network, "
+                f"PID and mount namespaces here ({failure}): {_ALLOW_NAMESPACES}"
+            )
+        self.proc = self._probe([*argv, "/bin/sh", "-c", "mount -t proc proc /proc"]) is None
+        return mode
 
-    def _probe(self, argv: list[str]) -> bool:
+    def _probe(self, argv: list[str]) -> str | None:
+        """None when `argv` succeeds, else the last line it said."""
         try:
-            done = subprocess.run(argv, capture_output=True, timeout=10, env={"PATH": SANDBOX_PATH})
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-        return done.returncode == 0
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10, env={"PATH": SANDBOX_PATH})
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        said = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        return None if done.returncode == 0 else said[-1]
 
     def close(self) -> None:
         self._remover.stop()
@@ -284,6 +320,7 @@ class Sandbox:
             "SB_PHASE": phase,
             "SB_BASE": str(base),
             "SB_UID": "" if uid is None else str(uid),
+            "SB_HIDE": self._hidden,
             "SB_CGROUPS": " ".join(str(d) for d in cg.dirs) if cg else "",
         }
         if self.mode == "nsrun":

@@ -163,7 +163,7 @@ in_chroot() { # in_chroot ROOTFS CMD...
 # ---------------------------------------------------------------------------------------------------
 # Cache keys.
 sha() { sha256sum | cut -c1-16; }
-SCRIPT_KEY=$(cat "$HERE/build.sh" "$HERE/mkoci.py" "$HERE/images.env" | sha256sum | cut -d' ' -f1)
+SCRIPT_KEY=$(cat "$HERE/build.sh" "$HERE/mkoci.py" "$HERE/dockerfile.py" "$HERE/images.env" | sha256sum | cut -d' ' -f1)
 base_key() { printf 'base %s %s %s\n' "$SCRIPT_KEY" "$SUITE" "$BASE_INCLUDE" | sha; }
 monaco_tree_key() { # the working tree of the monaco distribution (tracked or not)
 	(
@@ -173,6 +173,7 @@ monaco_tree_key() { # the working tree of the monaco distribution (tracked or no
 				! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' ! -path '*/bin/*' 2>/dev/null
 			[ -f pyproject.toml ] && echo pyproject.toml
 			[ -f setup.py ] && echo setup.py
+			[ -f Dockerfile ] && echo Dockerfile # the image's settings and RUN step (dockerfile.py)
 		} | LC_ALL=C sort | while IFS= read -r f; do
 			printf '%s\0' "$f"
 			sha256sum <"$f"
@@ -395,8 +396,6 @@ monaco_rootfs() { # monaco_rootfs ROOT TMP: fills cfg
 		in_chroot "$root" env PYTHONPATH=/opt/monaco/site python3 -c \
 			'import starlette, uvicorn, kopf, kubernetes, pydantic, pydantic_settings, prometheus_client, yaml' ||
 			die "monaco: the dependencies do not import"
-		echo "monaco:x:65532:65532:monaco:/tmp:/usr/sbin/nologin" >>"$root/etc/passwd"
-		echo "monaco:x:65532:" >>"$root/etc/group"
 		umount "$root/var/cache/apt/archives"
 		strip_rootfs "$root"
 		tar -C "$root" --numeric-owner --xattrs --one-file-system --exclude='./proc/*' -cf "$tmp/deps.tar" .
@@ -432,9 +431,18 @@ monaco_rootfs() { # monaco_rootfs ROOT TMP: fills cfg
 		in_chroot "$root" env PYTHONPATH=/opt/monaco/site python3 -c 'import monaco.cli' ||
 			die "monaco: 'import monaco.cli' fails in the image"
 	fi
-	cfg=(--env LANG=C.UTF-8 --env PYTHONPATH=/opt/monaco/site --env PYTHONUNBUFFERED=1
-		--env PYTHONDONTWRITEBYTECODE=1 --env HOME=/tmp --user 65532:65532 --workdir /tmp
-		--entrypoint '["python3", "-m", "monaco.cli"]' --cmd '["serve"]')
+	# The Dockerfile's `monaco` stage is the definition: its RUN steps (the user, the data dir) run here,
+	# its settings become the image's config. Only where the files are differs: Debian's python3 finds
+	# Monaco in /opt/monaco/site (PYTHONPATH), the Dockerfile's in /usr/local.
+	local version step
+	version=$($PY -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
+		"$REPO/pyproject.toml")
+	while IFS= read -r step; do
+		in_chroot "$root" /bin/sh -ec "$step" || die "monaco: the Dockerfile's RUN step failed: $step"
+	done < <($PY "$HERE/dockerfile.py" "$REPO/Dockerfile" monaco --run)
+	mapfile -t cfg < <($PY "$HERE/dockerfile.py" "$REPO/Dockerfile" monaco --version "$version")
+	[ ${#cfg[@]} -gt 0 ] || die "monaco: no settings read from $REPO/Dockerfile"
+	cfg+=(--env LANG=C.UTF-8 --env PYTHONPATH=/opt/monaco/site)
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -231,6 +231,10 @@ class ImageConfig:
     workdir: str | None = None
     user: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    exposed: list[str] = field(default_factory=list)
+    # Docker's HEALTHCHECK (Test, Interval, ...): not in the OCI spec's config, which says to ignore unknown
+    # fields; containerd and Kubernetes do, Docker and Podman honour it, as in an image BuildKit exports as OCI.
+    healthcheck: dict[str, Any] | None = None
     architecture: str = "amd64"
     os: str = "linux"
     created: str | None = None
@@ -251,6 +255,10 @@ def build_config(cfg: ImageConfig, diff_id: str) -> dict[str, Any]:
         c["User"] = cfg.user
     if cfg.labels:
         c["Labels"] = dict(cfg.labels)
+    if cfg.exposed:
+        c["ExposedPorts"] = {port: {} for port in cfg.exposed}
+    if cfg.healthcheck:
+        c["Healthcheck"] = dict(cfg.healthcheck)
     doc: dict[str, Any] = {
         "architecture": cfg.architecture,
         "os": cfg.os,
@@ -453,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir")
     p.add_argument("--user")
     p.add_argument("--label", action="append", default=[], help="KEY=VALUE")
+    p.add_argument("--expose", action="append", default=[], help="PORT/PROTO, e.g. 8080/tcp")
+    p.add_argument("--healthcheck", help='JSON object as Docker writes it, e.g. {"Test": ["CMD", "true"]}')
     p.add_argument("--exclude", action="append", default=[], help="glob on the relative path; prunes dirs")
     p.add_argument("--mtime", type=int, help="pin every entry's mtime (see the module doc)")
     p.add_argument("--level", type=int, default=6, help="gzip level (default 6)")
@@ -478,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir=a.workdir,
         user=a.user,
         labels=_kv(a.label, "--label"),
+        exposed=a.expose,
+        healthcheck=json.loads(a.healthcheck) if a.healthcheck else None,
         architecture=a.arch,
         created=created,
     )
