@@ -69,6 +69,11 @@ class Language(_Model):
     compile: str | None = Field(None, description="sh command that compiles the program (in $MONACO_BUILD_DIR)")
     run: str = Field(min_length=1, description="sh command that runs the program (in $MONACO_WORK_DIR)")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment of the compiler and the program")
+    compiler_options: list[str] = Field(
+        default_factory=list,
+        description="regular expressions of the options a submission may add to the compile command (`\"$@\"` in "
+                    "it); each must match an option whole, one holding a space matches an option and its value",
+    )
     limits: RunLimits = Field(RunLimits(), description="limits of a run: defaults, and the most a request may ask for")
     compile_limits: CompileLimits = Field(CompileLimits(), description="limits of the compile step")
 
@@ -84,6 +89,7 @@ class Language(_Model):
             "version": self.version,
             "compiled": self.compiles,
             "sourceFile": self.source_file,
+            "compilerOptions": list(self.compiler_options),
             "limits": {
                 "timeoutSeconds": self.limits.timeout_seconds,
                 "memoryMb": self.limits.memory_mb,
