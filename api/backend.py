@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from monaco.core.languages import Language
-from monaco.core.models import Limits, SubmissionView
+from monaco.core.models import Limits, RunSpec, SubmissionView
 
 
 class QueueFull(Exception):
@@ -43,8 +43,10 @@ class Backend(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def submit(self, language: Language, code: str, stdin: str, limits: Limits) -> SubmissionView:
-        """Store the submission durably, then return it; raises QueueFull, StoreUnavailable or Invalid."""
+    async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
+                     spec: RunSpec | None = None) -> SubmissionView:
+        """Store the submission durably, then return it; raises QueueFull, StoreUnavailable or Invalid.
+        `spec` holds the judge's fields, already checked (core/options.py)."""
         ...
 
     async def get(self, submission_id: str) -> SubmissionView | None: ...

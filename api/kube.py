@@ -24,7 +24,7 @@ from monaco.api.backend import Invalid, NotCancellable, QueueStats, StoreUnavail
 from monaco.api.metrics import Metrics
 from monaco.core import kube
 from monaco.core.languages import Language
-from monaco.core.models import Limits, SubmissionView, iso, utcnow
+from monaco.core.models import Limits, RunSpec, SubmissionView, iso, utcnow
 from monaco.core.resource import API_VERSION, GROUP, KIND, PLURAL, SUBMITTED_AT_ANNOTATION, VERSION
 from monaco.core.settings import Settings
 
@@ -100,7 +100,8 @@ class KubernetesBackend:
         return False, "watch cache not synced yet" + (f": {self._failure}" if self._failure else "")
 
     # ---- the contract
-    async def submit(self, language: Language, code: str, stdin: str, limits: Limits) -> SubmissionView:
+    async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
+                     spec: RunSpec | None = None) -> SubmissionView:
         if not self._synced.is_set():  # without the cache, QUEUE_SIZE cannot be enforced
             raise StoreUnavailable(f"the Kubernetes back end is not ready: {self.ready()[1]}")
         self.cache.reserve(self.settings.queue_size)
@@ -114,6 +115,7 @@ class KubernetesBackend:
                 "code": code,
                 "input": stdin,
                 "limits": limits.model_dump(by_alias=True),
+                **(spec.wire() if spec is not None else {}),
             },
         }
         try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from monaco.core.models import Status, SubmitRequest, Verdict
+from pydantic import BaseModel
+
+from monaco.core.models import CaseResult, Status, SubmitRequest, Verdict
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -40,13 +42,20 @@ def _nullable(node: Any) -> Any:
     return node
 
 
+def _model_schema(model: type[BaseModel], nested: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    nested.update(schema.pop("$defs", {}))
+    schema.pop("title", None)
+    return schema
+
+
 def build_openapi(version: str) -> dict[str, Any]:
     return dict(_nullable(_build(version)))
 
 
 def _build(version: str) -> dict[str, Any]:
-    submit_schema = SubmitRequest.model_json_schema(by_alias=True)
-    submit_schema.pop("title", None)
+    nested: dict[str, Any] = {}  # the models the request and result schemas refer to, as components
+    submit_schema = _model_schema(SubmitRequest, nested)
     status_props: dict[str, Any] = {
         "id": {"type": "string"},
         "status": {"type": "string", "enum": [s.value for s in Status]},
@@ -81,9 +90,17 @@ def _build(version: str) -> dict[str, Any]:
         "stderr": {"type": "string", "nullable": True},
         "compileOutput": {"type": "string", "nullable": True},
         "exitCode": {"type": "integer", "nullable": True},
+        "signal": {"type": "integer", "nullable": True, "description": "the signal that killed the program"},
+        "signalName": {"type": "string", "nullable": True, "description": "its name, e.g. SIGSEGV"},
         "memoryKb": {"type": "integer", "nullable": True},
         "truncated": {"type": "boolean"},
         "message": {"type": "string"},
+        "testCases": {
+            "type": "array",
+            "nullable": True,
+            "description": "one result per test case; null without testCases",
+            "items": _model_schema(CaseResult, nested),
+        },
     }
     return {
         "openapi": "3.1.0",
@@ -177,6 +194,7 @@ def _build(version: str) -> dict[str, Any]:
         },
         "components": {
             "schemas": {
+                **nested,
                 "Accepted": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
                 "Status": {"type": "object", "required": ["id", "status", "queuedAt"], "properties": status_props},
                 "Result": {"type": "object", "required": ["id", "status", "language"], "properties": result_props},

@@ -12,11 +12,18 @@ from monaco.api.backend import Backend, Invalid, NotCancellable, QueueFull, Stor
 from monaco.api.body import parse_object, read_body, require_json
 from monaco.api.errors import ApiError
 from monaco.api.metrics import Metrics
-from monaco.core.models import SubmissionView, SubmitRequest
+from monaco.core.models import MAX_ARGS_TOTAL_BYTES, SubmissionView, SubmitRequest
+from monaco.core.options import OptionError, request_spec
 from monaco.core.phase import LimitError, resolve_limits
 from monaco.core.settings import Settings
 
 _BODY_SLACK = 16 * 1024  # JSON quoting and the other fields around code and input
+
+
+def _max_body(settings: Settings) -> int:
+    """Code (with its extra files) and inputs (with the expected outputs) at their limits, the arguments and
+    the JSON around them: each field's own bound then says which one is too large."""
+    return settings.max_code_bytes + settings.max_input_bytes + MAX_ARGS_TOTAL_BYTES + _BODY_SLACK
 
 
 def _state(request: Request) -> tuple[Settings, Backend, Metrics]:
@@ -54,7 +61,7 @@ async def submit(request: Request) -> Response:
     settings, backend, metrics = _state(request)
     wait = _wait_seconds(request, settings)
     require_json(request)
-    data = parse_object(await read_body(request, settings.max_code_bytes + settings.max_input_bytes + _BODY_SLACK))
+    data = parse_object(await read_body(request, _max_body(settings)))
     try:
         req = SubmitRequest.model_validate(data)
     except ValidationError as exc:
@@ -80,7 +87,12 @@ async def submit(request: Request) -> Response:
     except LimitError as exc:
         raise ApiError(400, str(exc)) from None
     try:
-        view = await backend.submit(language, req.code, req.input, limits)
+        spec = request_spec(req, language, max_code_bytes=settings.max_code_bytes,
+                            max_input_bytes=settings.max_input_bytes)
+    except OptionError as exc:
+        raise ApiError(exc.status, str(exc)) from None
+    try:
+        view = await backend.submit(language, req.code, req.input, limits, spec)
     except QueueFull as exc:
         metrics.rejected.labels("queue_full").inc()
         raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None

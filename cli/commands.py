@@ -21,6 +21,7 @@ from monaco.cli.client import DEFAULT_URL, Client, ClientError, Exit
 # The exit status of `run` and `result` for each verdict that is not the program's own exit status.
 # 124 is what timeout(1) exits with; the rest sit beside it, clear of the shell's 126-165.
 VERDICT_EXIT = {
+    "wrong_answer": 119,
     "compile_error": 120,
     "memory_limit": 121,
     "output_limit": 122,

@@ -13,7 +13,17 @@ import yaml
 
 from monaco.core import resource as r
 from monaco.core.languages import NAME_MAX_LENGTH, NAME_PATTERN
-from monaco.core.models import Status, Verdict
+from monaco.core.models import (
+    FILE_NAME_PATTERN,
+    MAX_ARG_BYTES,
+    MAX_ARGS,
+    MAX_COMPILER_OPTION_BYTES,
+    MAX_COMPILER_OPTIONS,
+    MAX_FILES,
+    MAX_TEST_CASES,
+    Status,
+    Verdict,
+)
 
 FILE_NAME = f"{r.CRD_NAME}.yaml"
 # Relative to the repository root.
@@ -27,6 +37,35 @@ def _string(max_length: int, description: str) -> dict[str, Any]:
 
 def _time(description: str) -> dict[str, Any]:
     return {"type": "string", "format": "date-time", "description": description}
+
+
+def _list(items: dict[str, Any], max_items: int, description: str) -> dict[str, Any]:
+    # Totals over a list (all files within the code's bound, all cases within the input's) are checked by the
+    # API and again by the operator (core/options.py): a CEL `sum()` over the list exceeds the API server's
+    # cost budget (Kubernetes 1.28), and etcd refuses a resource too large to store at creation.
+    return {"type": "array", "maxItems": max_items, "items": items, "description": description}
+
+
+def _judge_fields() -> dict[str, Any]:
+    """The judge's fields (issue 11), named as in POST /submit; core/options.py checks their meaning."""
+    case = {"type": "object", "required": ["input"], "properties": {
+        "input": _string(r.MAX_INPUT, "stdin of this case"),
+        "expectedOutput": _string(r.MAX_INPUT, "the output this case must print"),
+    }}
+    file = {"type": "object", "required": ["name", "content"], "properties": {
+        "name": {"type": "string", "pattern": FILE_NAME_PATTERN, "maxLength": r.MAX_FILE_NAME,
+                 "description": "a plain file name"},
+        "content": _string(r.MAX_CODE, "the file's text"),
+    }}
+    return {
+        "expectedOutput": _string(r.MAX_INPUT, "the output the program must print (else wrong_answer)"),
+        "testCases": _list(case, MAX_TEST_CASES, "run once per case, compiled once"),
+        "args": _list(_string(MAX_ARG_BYTES, "one argument"), MAX_ARGS, "the program's command-line arguments"),
+        "files": _list(file, MAX_FILES, "extra source files beside the main one"),
+        "compilerOptions": _list(_string(MAX_COMPILER_OPTION_BYTES, "one option"), MAX_COMPILER_OPTIONS,
+                                 "options added to the compile command, from the language's allowed set"),
+        "redirectStderrToStdout": {"type": "boolean", "description": "stderr merged into stdout, in order"},
+    }
 
 
 def spec_schema() -> dict[str, Any]:
@@ -63,8 +102,22 @@ def spec_schema() -> dict[str, Any]:
                     },
                 },
             },
+            **_judge_fields(),
         },
     }
+
+
+def _case_result() -> dict[str, Any]:
+    return {"type": "object", "properties": {
+        "verdict": {"type": "string", "enum": [v.value for v in Verdict]},
+        "output": _string(r.MAX_OUTPUT, "this case's stdout (capped)"),
+        "stderr": _string(r.MAX_STDERR, "this case's stderr (capped)"),
+        "exitCode": {"type": "integer"},
+        "signal": {"type": "integer"},
+        "executionTimeMs": {"type": "number"},
+        "memoryKb": {"type": "integer"},
+        "truncated": {"type": "boolean"},
+    }}
 
 
 def status_schema() -> dict[str, Any]:
@@ -85,6 +138,8 @@ def status_schema() -> dict[str, Any]:
         "stderr": _string(r.MAX_STDERR, "the program's stderr (capped)"),
         "compileOutput": _string(r.MAX_COMPILE_OUTPUT, "the compiler's output (capped)"),
         "exitCode": {"type": "integer", "description": "exit status of the program (128+n: killed by signal n)"},
+        "signal": {"type": "integer", "description": "the signal that killed the program, if one did"},
+        "testCases": _list(_case_result(), MAX_TEST_CASES, "one result per test case, in order"),
         "memoryKb": {"type": "integer", "description": "peak memory of the run's container, in KiB"},
         "truncated": {"type": "boolean", "description": "output or stderr was cut at the output limit"},
         "jobName": {"type": "string", "maxLength": 63, "description": "the sandbox Job"},

@@ -6,10 +6,11 @@ import base64
 import binascii
 import re
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from monaco.core.models import Outcome, Verdict
-from monaco.core.phase import COMPILE
+from monaco.core.models import CaseResult, Outcome, Verdict
+from monaco.core.phase import COMPILE, RUN
 
 VERSION = "v2"
 _BEGIN = re.compile(rb"^#MONACO-ENVELOPE v2 BEGIN ([0-9a-f-]{36})$", re.M)
@@ -74,6 +75,38 @@ class PhaseResult:
         return not self.error and self.exit == 0 and not self.over_time and not self.oom_kills
 
 
+def same_output(actual: str, expected: str) -> bool:
+    """The judge's comparison: equal after trailing whitespace is cut from every line and trailing blank
+    lines from the end (so `\r\n` line ends, a missing last newline and padding after the last number
+    pass; a difference inside a line, in leading whitespace or in a blank line between others does not)."""
+    return _normalised(actual) == _normalised(expected)
+
+
+def _normalised(text: str) -> list[str]:
+    lines = [line.rstrip() for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def first_difference(actual: str, expected: str) -> int:
+    """The 1-based line where the normalised texts first differ."""
+    a, e = _normalised(actual), _normalised(expected)
+    for i, (x, y) in enumerate(zip(a, e, strict=False)):
+        if x != y:
+            return i + 1
+    return min(len(a), len(e)) + 1
+
+
+def judged(outcome: Outcome, expected: str | None) -> Outcome:
+    """`outcome` held to its expected output: an `ok` run that printed something else is `wrong_answer`."""
+    if expected is None or outcome.verdict is not Verdict.OK or same_output(outcome.output, expected):
+        return outcome
+    line = first_difference(outcome.output, expected)
+    return outcome.model_copy(update={"verdict": Verdict.WRONG_ANSWER,
+                                      "message": f"the output differs from the expected output at line {line}"})
+
+
 def _int(fields: dict[str, bytes], key: str) -> int | None:
     value = fields.get(key)
     return int(value) if value else None
@@ -122,6 +155,24 @@ def parse(raw: bytes | str) -> PhaseResult:
         )
     except (KeyError, ValueError, binascii.Error) as exc:
         raise EnvelopeError(f"unreadable envelope field: {exc}") from exc
+
+
+def parse_all(raw: bytes | str) -> list[PhaseResult]:
+    """Every envelope of a run with test cases, in order: those of the last envelope's nonce (the runner
+    uses one nonce for all of its envelopes). Raises EnvelopeError without an intact last envelope."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    parse(data)  # the last one is intact
+    nonce = list(_BEGIN.finditer(data))[-1].group(1)
+    results = []
+    for begin in _BEGIN.finditer(data):
+        if begin.group(1) != nonce:
+            continue
+        marker = b"\n#MONACO-ENVELOPE v2 END " + nonce + b"\n"
+        end = data.find(marker, begin.end())
+        if end < 0:
+            raise EnvelopeError("a test case's result envelope is cut short")
+        results.append(parse(data[begin.start() : end + len(marker)]))
+    return results
 
 
 def _text(data: bytes) -> str:
@@ -186,13 +237,15 @@ def decide(
     *,
     oom_killed: bool = False,
     memory_kb: int | None = None,
+    expected: str | None = None,
 ) -> Outcome:
     """The verdict of a submission from its phases, by what was measured.
 
     `oom_killed` comes from outside the sandbox (a Kubernetes container terminated as OOMKilled, the
     run's memory cgroup's OOM count); `memory_kb` overrides the runner's figure when the back end
     measured it. A program's exit status and what it printed never choose a verdict other than
-    `ok` or `runtime_error`, and a run measured over a limit is never `ok`.
+    `ok` or `runtime_error`, and a run measured over a limit is never `ok`. With `expected`, an `ok`
+    run whose output differs from it is `wrong_answer` (`same_output`).
     """
     ended = compile_outcome(compiled)
     if ended is not None:
@@ -221,15 +274,62 @@ def decide(
         verdict, message = Verdict.OK, ""
     else:
         verdict, message = Verdict.RUNTIME_ERROR, f"the program {_ended(ran)}"
-    return Outcome(
+    return judged(Outcome(
         verdict=verdict,
         output=_text(ran.stdout),
         stderr=_text(ran.stderr),
         compile_output=compile_output,
         exit_code=ran.exit,
+        signal=ran.signal,
         execution_ms=round(ran.wall_ms, 3),
         compile_ms=compile_ms,
         memory_kb=memory_kb if memory_kb is not None else ran.memory_kb,
         truncated=truncated,
         message=message,
-    )
+    ), expected)
+
+
+def decide_cases(
+    compiled: PhaseResult | None,
+    runs: Sequence[PhaseResult],
+    expected: Sequence[str | None],
+    *,
+    oom_killed: bool = False,
+    memory_kb: int | None = None,
+) -> Outcome:
+    """The verdict of a submission with test cases: each case decided as `decide` does, one entry each;
+    the overall result is the first failing case's (the last case's when all pass), with the longest
+    run's time and the highest memory.
+
+    `oom_killed` (the back end's evidence for the whole run phase) goes to the case that was missing
+    (the runner died with it) or else to the first one killed by SIGKILL within its time."""
+    ended = compile_outcome(compiled)
+    if ended is not None:
+        return ended
+    oom_case = -1
+    if oom_killed:
+        killed = [i for i, ran in enumerate(runs) if ran.signal == SIGKILL and not ran.over_time]
+        oom_case = len(runs) if len(runs) < len(expected) else (killed[0] if killed else -1)
+    outcomes = []
+    for i, want in enumerate(expected):
+        if i == oom_case and i >= len(runs):
+            outcomes.append(oom_outcome(RUN))
+        else:
+            outcomes.append(decide(compiled, runs[i] if i < len(runs) else None, oom_killed=i == oom_case,
+                                   expected=want))
+    top = next((o for o in outcomes if o.verdict is not Verdict.OK), outcomes[-1])
+    times = [o.execution_ms for o in outcomes if o.execution_ms is not None]
+    memories = [o.memory_kb for o in outcomes if o.memory_kb is not None]
+    cases = [CaseResult(verdict=o.verdict, output=o.output, stderr=o.stderr, exit_code=o.exit_code, signal=o.signal,
+                        execution_time_ms=o.execution_ms, memory_kb=o.memory_kb, truncated=o.truncated)
+             for o in outcomes]
+    index = outcomes.index(top)
+    message = top.message and (f"test case {index + 1}: {top.message}" if len(outcomes) > 1 else top.message)
+    return top.model_copy(update={
+        "test_cases": cases,
+        "execution_ms": max(times) if times else None,
+        "memory_kb": memory_kb if memory_kb is not None else (max(memories) if memories else None),
+        "compile_output": _text(compiled.stdout) if compiled else top.compile_output,
+        "compile_ms": round(compiled.wall_ms, 3) if compiled else None,
+        "message": message,
+    })

@@ -81,6 +81,11 @@ class Language(_Model):
         description="executables the local back end must find on PATH to offer the language (default: the first "
         "word of compile and run)",
     )
+    compiler_options: list[str] = Field(
+        default_factory=list,
+        description="regular expressions of the options a submission may add to the compile command (`\"$@\"` in "
+                    "it); each must match an option whole, one holding a space matches an option and its value",
+    )
     limits: RunLimits = Field(RunLimits(), description="limits of a run: defaults, and the most a request may ask for")
     compile_limits: CompileLimits = Field(CompileLimits(), description="limits of the compile step")
 
@@ -118,6 +123,7 @@ class Language(_Model):
             "version": self.version,
             "compiled": self.compiles,
             "sourceFile": self.source_file,
+            "compilerOptions": list(self.compiler_options),
             "limits": {
                 "timeoutSeconds": self.limits.timeout_seconds,
                 "memoryMb": self.limits.memory_mb,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -30,6 +31,7 @@ class Verdict(StrEnum):
     TIMEOUT = "timeout"
     MEMORY_LIMIT = "memory_limit"
     OUTPUT_LIMIT = "output_limit"
+    WRONG_ANSWER = "wrong_answer"
     CANCELLED = "cancelled"
     SYSTEM_ERROR = "system_error"
 
@@ -53,6 +55,38 @@ def _unicode(value: str) -> str:
 
 Text = Annotated[StrictStr, AfterValidator(_unicode)]
 
+# Bounds of the judge's fields (issue 11). Byte totals are the settings' code and input limits.
+MAX_TEST_CASES = 32
+MAX_ARGS = 64
+MAX_ARG_BYTES = 4096
+MAX_ARGS_TOTAL_BYTES = 65536
+MAX_FILES = 16
+MAX_COMPILER_OPTIONS = 32
+MAX_COMPILER_OPTION_BYTES = 256
+FILE_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel, strict=True,
+                              frozen=True)
+
+
+class TestCase(_Part):
+    """One case of a submission's `testCases`: its stdin and, optionally, the output it must print."""
+
+    __test__ = False  # not a pytest class
+    input: Text = Field("", description="what the program reads on stdin in this case")
+    expected_output: Text | None = Field(None, description="the output this case must print (see the verdict "
+                                                           "table: trailing whitespace is ignored)")
+
+
+class SourceFile(_Part):
+    """An extra source file, written beside the main source in the sandbox's working dir."""
+
+    name: Text = Field(description="a plain file name: letters, digits, `.`, `_`, `-`; no `/`, not starting "
+                                   "with `.` or `-`; at most 64 characters", max_length=64)
+    content: Text = Field(description="the file's text")
+
 
 class SubmitRequest(BaseModel):
     """The body of POST /submit. Strict: a string or a boolean where a number belongs is a 400, not a
@@ -67,6 +101,48 @@ class SubmitRequest(BaseModel):
         None, gt=0, allow_inf_nan=False, description="wall-clock limit of the run, in seconds"
     )
     memory_mb: int | None = Field(None, gt=0, description="memory limit of the run, in MB")
+    expected_output: Text | None = Field(
+        None, description="the output the program must print; a run that exits 0 with other output is "
+                          "`wrong_answer` (trailing whitespace at line ends and trailing blank lines are ignored)"
+    )
+    test_cases: list[TestCase] | None = Field(
+        None, description=f"run the program once per case (compiled once), at most {MAX_TEST_CASES}; not with "
+                          "`input` or `expectedOutput`"
+    )
+    args: list[Text] | None = Field(None, description=f"command-line arguments of the program (at most {MAX_ARGS}, "
+                                                      f"{MAX_ARG_BYTES} bytes each)")
+    files: list[SourceFile] | None = Field(
+        None, description=f"extra source files beside the main one (at most {MAX_FILES}; their total size counts "
+                          "toward the code limit)"
+    )
+    compiler_options: list[Text] | None = Field(
+        None, description="options added to the compile command; compiled languages only, each from the "
+                          "language's allowed set (GET /languages)"
+    )
+    redirect_stderr_to_stdout: bool = Field(False, description="merge stderr into stdout, in order")
+
+
+class RunSpec(BaseModel):
+    """What a submission asks beyond language, code, input and limits, validated (core/options.py): the same
+    on both back ends, in the local store and in the CodeSubmission's spec (camelCase, defaults left out)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+    expected_output: str | None = None
+    test_cases: tuple[TestCase, ...] = ()
+    args: tuple[str, ...] = ()
+    files: tuple[SourceFile, ...] = ()
+    compiler_options: tuple[str, ...] = ()
+    redirect_stderr_to_stdout: bool = False
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_defaults=True)
+
+    @property
+    def cold_only(self) -> bool:
+        """Whether it needs more than the warm pool's job frame carries (source and stdin)."""
+        return bool(self.test_cases or self.args or self.files or self.compiler_options
+                    or self.redirect_stderr_to_stdout)
 
 
 class Limits(BaseModel):
@@ -78,6 +154,31 @@ class Limits(BaseModel):
     memory_mb: int
 
 
+def signal_name(number: int | None) -> str | None:
+    """SIGSEGV for 11; None for no signal or one this system has no name for."""
+    if not number:
+        return None
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return None
+
+
+class CaseResult(BaseModel):
+    """One test case's run, as GET /result shows it (camelCase)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    verdict: Verdict
+    output: str = ""
+    stderr: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    execution_time_ms: float | None = None
+    memory_kb: int | None = None
+    truncated: bool = False
+
+
 class Outcome(BaseModel):
     """What a finished run produced: the result fields of GET /result, before shaping."""
 
@@ -86,11 +187,17 @@ class Outcome(BaseModel):
     stderr: str = ""
     compile_output: str = ""
     exit_code: int | None = None
+    signal: int | None = None
     execution_ms: float | None = None
     compile_ms: float | None = None
     memory_kb: int | None = None
     truncated: bool = False
     message: str = ""
+    test_cases: list[CaseResult] | None = None
+
+    @property
+    def signal_name(self) -> str | None:
+        return signal_name(self.signal)
 
     @property
     def status(self) -> Status:
@@ -194,10 +301,14 @@ class SubmissionView(BaseModel):
                 "stderr": o.stderr if o else None,
                 "compileOutput": o.compile_output if o else None,
                 "exitCode": o.exit_code if o else None,
+                "signal": o.signal if o else None,
+                "signalName": o.signal_name if o else None,
                 "verdict": o.verdict.value if o else None,
                 "memoryKb": o.memory_kb if o else None,
                 "truncated": o.truncated if o else False,
                 "message": (o.message if o else "") or self.message,
+                "testCases": [c.model_dump(by_alias=True, mode="json") for c in o.test_cases]
+                if o and o.test_cases is not None else None,
             }
         )
         return body

@@ -37,6 +37,14 @@
  *   MONACO_CGROUP_MEMORY                 1: report this container's memory cgroup (peak, OOM kills)
  *   MONACO_NEEDS_COMPILE                 1: `run` must find a successful compile in the build dir
  *   MONACO_SCRATCH_DIRS                  colon-separated dirs to empty when the phase ends
+ *   MONACO_ARGC, MONACO_ARG_<i>          positional parameters of the command (`sh -c COMMAND sh ARG...`):
+ *                                        the program's arguments, or the compiler's options; never parsed
+ *   MONACO_FILES                         `/`-separated names of extra source files in the source dir,
+ *                                        copied beside the source
+ *   MONACO_MERGE_STDERR                  1 (run): the program's stderr is its stdout's pipe, in order
+ *   MONACO_CASES                         N > 0 (run): run the program N times, with stdin `stdin-<i>`,
+ *                                        each with the same limits in a fresh working dir; one envelope
+ *                                        (with `case=<i>`) per run, all with the same nonce
  * Exit status: 0 whenever an envelope was printed.
  */
 #define _GNU_SOURCE
@@ -85,6 +93,7 @@ static long long memory_kb = -1, oom_kills = -1;
 static struct capture out = {-1, NULL, 0}, err = {-1, NULL, 0};
 static char outbuf[1 << 16];
 static char done_marker[4096]; /* warm pool compile: created however the phase ends */
+static int case_index = -1;     /* the test case being run, -1 without test cases */
 
 static void touch(const char *path) {
 	int m = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -146,6 +155,8 @@ static void emit(void) {
 			*c = ' ';
 	printf("\n#MONACO-ENVELOPE " VERSION " BEGIN %s\n", nonce);
 	printf("phase=%s\n", phase);
+	if (case_index >= 0)
+		printf("case=%d\n", case_index);
 	opt("exit", code);
 	opt("signal", sig);
 	printf("wall_ns=%lld\ncpu_ms=%lld\ncpu_limit_ms=%lld\ntimed_out=%d\ntimeout_ms=%lld\n", wall_ns, cpu_ms,
@@ -354,7 +365,26 @@ static void child_exec(const char *command, const char *stdin_path, int out_w, i
 		}
 		close(adj);
 	}
-	execle("/bin/sh", "sh", "-c", command, (char *)NULL, environ);
+	/* The submission's arguments become sh's positional parameters, never part of the command text. */
+	static char *argv[4 + 256];
+	long long argc = env_int("MONACO_ARGC", 0);
+	if (argc < 0 || argc > 256)
+		_exit(127);
+	int n = 0;
+	argv[n++] = "sh";
+	argv[n++] = "-c";
+	argv[n++] = (char *)command;
+	argv[n++] = "sh";
+	for (long long i = 0; i < argc; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "MONACO_ARG_%lld", i);
+		const char *v = getenv(name);
+		argv[n++] = v ? strdup(v) : "";
+		unsetenv(name);
+	}
+	argv[n] = NULL;
+	unsetenv("MONACO_ARGC");
+	execve("/bin/sh", argv, environ);
 	_exit(127);
 }
 
@@ -438,74 +468,39 @@ static void await_compile(const char *build_dir) {
 	}
 }
 
-int main(int argc, char **argv) {
-	/* Out of the program's reach before anything else: not dumpable means no ptrace, no /proc/1/mem. */
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
-	phase = argc > 1 ? argv[1] : "run";
-	make_nonce();
-	if (strcmp(phase, "compile") != 0 && strcmp(phase, "run") != 0) {
-		phase = "run";
-		fail("unknown phase '%s' (expected compile or run)", argv[1]);
+/* Copy the submission's extra source files (MONACO_FILES) from the source dir into `dir`. */
+static void copy_extra_files(const char *src_dir, const char *dir) {
+	const char *names = getenv("MONACO_FILES");
+	if (!names || !*names)
+		return;
+	char list[8192], from[4096];
+	snprintf(list, sizeof list, "%s", names);
+	for (char *save, *p = strtok_r(list, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		if (*p == '.' || *p == '-')
+			fail("runner misconfigured: extra file name '%s'", p);
+		snprintf(from, sizeof from, "%s/%s", src_dir, p);
+		copy_file(from, dir, p);
 	}
-	const char *mode = argc > 2 ? argv[2] : "";
-	if (*mode && strcmp(mode, "job") != 0 && strcmp(mode, "after-compile") != 0)
-		fail("unknown mode '%s' (expected job or after-compile)", mode);
-	timeout_ms = env_int("MONACO_TIMEOUT_MS", 10000);
-	out_limit = env_int("MONACO_OUTPUT_LIMIT", 65536);
-	if (timeout_ms < 1 || out_limit < 1)
-		fail("runner misconfigured: MONACO_TIMEOUT_MS and MONACO_OUTPUT_LIMIT must be positive");
-	cpu_limit_ms = ((timeout_ms + 999) / 1000 + 1) * 1000;
-	/* Every byte the runner needs later is allocated and touched now: when the program has filled its
-	 * memory cgroup, the runner must not need a new page to report it. */
-	out.buf = malloc((size_t)out_limit);
-	err.buf = malloc((size_t)out_limit);
-	if (!out.buf || !err.buf)
-		fail("cannot allocate the output buffers");
-	memset(out.buf, 0, (size_t)out_limit);
-	memset(err.buf, 0, (size_t)out_limit);
-	memset(outbuf, 0, sizeof outbuf);
+}
 
-	const char *src_dir = need("MONACO_SRC_DIR"), *source = need("MONACO_SOURCE_FILE");
-	const char *build_dir = need("MONACO_BUILD_DIR"), *work_dir = need("MONACO_WORK_DIR");
-	const char *command = need("MONACO_COMMAND");
-	int compile = strcmp(phase, "compile") == 0;
-	if (compile && *mode) /* the run container of a warm pod waits for it, whatever the compile's fate */
-		snprintf(done_marker, sizeof done_marker, "%s/.monaco-done", build_dir);
-	if (strcmp(mode, "job") == 0)
-		receive_job(src_dir, source);
-	else if (strcmp(mode, "after-compile") == 0)
-		await_compile(build_dir);
-	char src[4096], stdin_path[4096], marker[4096];
-	snprintf(src, sizeof src, "%s/%s", src_dir, source);
-	snprintf(marker, sizeof marker, "%s/.monaco-compiled", build_dir);
-	snprintf(stdin_path, sizeof stdin_path, "%s/stdin", src_dir);
-	if (compile || access(stdin_path, R_OK) != 0)
-		snprintf(stdin_path, sizeof stdin_path, "/dev/null");
-	if (!compile && env_int("MONACO_NEEDS_COMPILE", 0) == 1 && access(marker, F_OK) != 0)
-		fail("not run: the compile phase did not succeed");
-	const char *dir = compile ? build_dir : work_dir;
+/* One run of the phase's command: copy the sources into `dir`, start it, watch it, measure it. */
+static void run_once(int compile, const char *command, const char *src_dir, const char *source, const char *src,
+		     const char *dir, const char *stdin_path, const char *marker, int sfd) {
 	mkdirs(dir);
 	copy_file(src, dir, source);
+	copy_extra_files(src_dir, dir);
 	if (chdir(dir) != 0)
 		fail("cannot enter %s: %s", dir, strerror(errno));
 
 	int po[2], pe[2];
 	if (pipe2(po, O_CLOEXEC) != 0)
 		fail("pipe: %s", strerror(errno));
-	if (compile) { /* the compiler's stdout and stderr are one stream, the compile output */
+	if (compile || env_int("MONACO_MERGE_STDERR", 0) == 1) { /* one stream: the compile output, or as asked */
 		pe[0] = -1;
 		pe[1] = po[1];
 	} else if (pipe2(pe, O_CLOEXEC) != 0) {
 		fail("pipe: %s", strerror(errno));
 	}
-	sigset_t chld;
-	sigemptyset(&chld);
-	sigaddset(&chld, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &chld, NULL);
-	int sfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (sfd < 0)
-		fail("signalfd: %s", strerror(errno));
 	int cgroup = env_int("MONACO_CGROUP_MEMORY", 0) == 1;
 	long long oom_before = cgroup ? oom_kill_count() : -1;
 
@@ -582,9 +577,12 @@ int main(int argc, char **argv) {
 		}
 	}
 	struct rusage ru;
+	static long long cpu_before; /* rusage of children adds up over the test cases */
 	if (getrusage(RUSAGE_CHILDREN, &ru) == 0) {
-		cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000LL +
-			 (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+		long long total = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000LL +
+				  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+		cpu_ms = total - cpu_before;
+		cpu_before = total;
 		memory_kb = ru.ru_maxrss;
 	}
 	wipe_scratch();
@@ -598,7 +596,78 @@ int main(int argc, char **argv) {
 	if (compile && status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && !timed_out &&
 	    !output_exceeded)
 		touch(marker);
-	mark_done();
-	emit();
+}
+
+int main(int argc, char **argv) {
+	/* Out of the program's reach before anything else: not dumpable means no ptrace, no /proc/1/mem. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+	phase = argc > 1 ? argv[1] : "run";
+	make_nonce();
+	if (strcmp(phase, "compile") != 0 && strcmp(phase, "run") != 0) {
+		phase = "run";
+		fail("unknown phase '%s' (expected compile or run)", argv[1]);
+	}
+	const char *mode = argc > 2 ? argv[2] : "";
+	if (*mode && strcmp(mode, "job") != 0 && strcmp(mode, "after-compile") != 0)
+		fail("unknown mode '%s' (expected job or after-compile)", mode);
+	timeout_ms = env_int("MONACO_TIMEOUT_MS", 10000);
+	out_limit = env_int("MONACO_OUTPUT_LIMIT", 65536);
+	if (timeout_ms < 1 || out_limit < 1)
+		fail("runner misconfigured: MONACO_TIMEOUT_MS and MONACO_OUTPUT_LIMIT must be positive");
+	cpu_limit_ms = ((timeout_ms + 999) / 1000 + 1) * 1000;
+	/* Every byte the runner needs later is allocated and touched now: when the program has filled its
+	 * memory cgroup, the runner must not need a new page to report it. */
+	out.buf = malloc((size_t)out_limit);
+	err.buf = malloc((size_t)out_limit);
+	if (!out.buf || !err.buf)
+		fail("cannot allocate the output buffers");
+	memset(out.buf, 0, (size_t)out_limit);
+	memset(err.buf, 0, (size_t)out_limit);
+	memset(outbuf, 0, sizeof outbuf);
+
+	const char *src_dir = need("MONACO_SRC_DIR"), *source = need("MONACO_SOURCE_FILE");
+	const char *build_dir = need("MONACO_BUILD_DIR"), *work_dir = need("MONACO_WORK_DIR");
+	const char *command = need("MONACO_COMMAND");
+	int compile = strcmp(phase, "compile") == 0;
+	if (compile && *mode) /* the run container of a warm pod waits for it, whatever the compile's fate */
+		snprintf(done_marker, sizeof done_marker, "%s/.monaco-done", build_dir);
+	if (strcmp(mode, "job") == 0)
+		receive_job(src_dir, source);
+	else if (strcmp(mode, "after-compile") == 0)
+		await_compile(build_dir);
+	char src[4096], stdin_path[4096], marker[4096];
+	snprintf(src, sizeof src, "%s/%s", src_dir, source);
+	snprintf(marker, sizeof marker, "%s/.monaco-compiled", build_dir);
+	snprintf(stdin_path, sizeof stdin_path, "%s/stdin", src_dir);
+	if (compile || access(stdin_path, R_OK) != 0)
+		snprintf(stdin_path, sizeof stdin_path, "/dev/null");
+	if (!compile && env_int("MONACO_NEEDS_COMPILE", 0) == 1 && access(marker, F_OK) != 0)
+		fail("not run: the compile phase did not succeed");
+	const char *dir = compile ? build_dir : work_dir;
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	int sfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0)
+		fail("signalfd: %s", strerror(errno));
+	long long cases = compile ? 0 : env_int("MONACO_CASES", 0);
+	if (cases <= 0) {
+		run_once(compile, command, src_dir, source, src, dir, stdin_path, marker, sfd);
+		mark_done();
+		emit();
+		return 0;
+	}
+	for (case_index = 0; case_index < cases; case_index++) {
+		snprintf(stdin_path, sizeof stdin_path, "%s/stdin-%d", src_dir, case_index);
+		run_once(compile, command, src_dir, source, src, dir, stdin_path, marker, sfd);
+		emit();
+		/* the next case starts from nothing the last one measured */
+		status = -1, wall_ns = cpu_ms = 0, timed_out = output_exceeded = 0;
+		memory_kb = oom_kills = -1;
+		out.total = err.total = 0;
+		error[0] = 0;
+	}
 	return 0;
 }

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from monaco.core.languages import Language
-from monaco.core.models import Limits
+from monaco.core.models import Limits, RunSpec
 
 COMPILE, RUN = "compile", "run"
 # Below this the runner's own start-up is a noticeable part of the limit; and 0 would disable it.
@@ -107,12 +107,30 @@ def phase_env(
     layout: Layout,
     enforcement: Enforcement,
     scratch_mb: int,
+    spec: RunSpec | None = None,
 ) -> dict[str, str]:
     """The runner's environment for one phase (see core/monaco-init.c for what each variable means).
 
     The program inherits it; the back end adds only what is its own (PATH, where a container has one).
+    A submission's arguments (run) or compiler options (compile) travel as MONACO_ARGC and MONACO_ARG_<i>,
+    which the runner hands to `sh -c COMMAND` as positional parameters: no shell ever reads them as code.
     """
     pl = phase_limits(language, phase, limits, enforcement, scratch_mb)
+    spec = spec or RunSpec()
+    params = spec.compiler_options if phase == COMPILE else spec.args
+    command = (language.compile or "") if phase == COMPILE else language.run
+    if params and '"$@"' not in command:
+        command += ' "$@"'
+    extra: dict[str, str] = {}
+    if params:
+        extra["MONACO_ARGC"] = str(len(params))
+        extra.update({f"MONACO_ARG_{i}": p for i, p in enumerate(params)})
+    if spec.files:
+        extra["MONACO_FILES"] = "/".join(f.name for f in spec.files)
+    if phase == RUN and spec.redirect_stderr_to_stdout:
+        extra["MONACO_MERGE_STDERR"] = "1"
+    if phase == RUN and spec.test_cases:
+        extra["MONACO_CASES"] = str(len(spec.test_cases))
     return {
         "HOME": layout.tmp,
         "TMPDIR": layout.tmp,
@@ -122,7 +140,7 @@ def phase_env(
         "MONACO_SOURCE_FILE": language.source_file,
         "MONACO_BUILD_DIR": layout.build if language.compiles else layout.work,
         "MONACO_WORK_DIR": layout.work,
-        "MONACO_COMMAND": (language.compile or "") if phase == COMPILE else language.run,
+        "MONACO_COMMAND": command,
         "MONACO_TIMEOUT_MS": str(max(1, math.ceil(pl.timeout_seconds * 1000))),
         "MONACO_MEMORY_MB": str(pl.memory_mb),
         "MONACO_OUTPUT_LIMIT": str(output_limit),
@@ -133,4 +151,18 @@ def phase_env(
         "MONACO_CGROUP_MEMORY": "1" if enforcement.runner_reads_cgroup else "0",
         "MONACO_NEEDS_COMPILE": "1" if phase == RUN and language.compiles else "0",
         "MONACO_SCRATCH_DIRS": ":".join(layout.scratch),
+        **extra,
     }
+
+
+def case_stdin(index: int) -> str:
+    """The name of test case `index`'s stdin file in the source dir (beside `stdin`)."""
+    return f"stdin-{index}"
+
+
+def source_files(language: Language, code: str, stdin: str, spec: RunSpec) -> dict[str, str]:
+    """Every file of a submission's source dir but the runner: the same names on both back ends."""
+    files = {language.source_file: code, "stdin": stdin}
+    files.update({f.name: f.content for f in spec.files})
+    files.update({case_stdin(i): case.input for i, case in enumerate(spec.test_cases)})
+    return files

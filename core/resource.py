@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from monaco.core.models import Outcome, Status, SubmissionView, Verdict, parse_time, utcnow
+from monaco.core.models import CaseResult, Outcome, Status, SubmissionView, Verdict, parse_time, utcnow
 
 GROUP = "monaco.dev"
 VERSION = "v1alpha1"
@@ -46,6 +46,10 @@ MAX_COMPILE_OUTPUT = 65536
 MAX_MESSAGE = 4096
 MAX_TIMEOUT_SECONDS = 300
 MAX_MEMORY_MB = 65536
+# The judge's fields (core/options.py checks the same and the API's own, lower, limits): files share the
+# code's bound, expected outputs and test cases the input's, arguments have their own total.
+MAX_ARGS_TOTAL = 65536
+MAX_FILE_NAME = 64
 
 
 class SubmissionStatus(BaseModel):
@@ -65,15 +69,17 @@ class SubmissionStatus(BaseModel):
     stderr: str | None = None
     compile_output: str | None = None
     exit_code: int | None = None
+    signal: int | None = None
     memory_kb: int | None = None
     truncated: bool | None = None
+    test_cases: list[CaseResult] | None = None
     job_name: str | None = None
     warm: bool | None = None  # it ran in an idle pool sandbox (operator/pool.py)
     message: str | None = None
 
     def wire(self) -> dict[str, Any]:
         """The fields that are set, as they go into a patch."""
-        return self.model_dump(by_alias=True, exclude_none=True)
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> SubmissionStatus:
@@ -118,6 +124,8 @@ def submission_view(obj: Mapping[str, Any]) -> SubmissionView:
             stderr=st.stderr or "",
             compile_output=st.compile_output or "",
             exit_code=st.exit_code,
+            signal=st.signal,
+            test_cases=st.test_cases,
             execution_ms=st.execution_time_ms,
             compile_ms=st.compile_time_ms,
             memory_kb=st.memory_kb,

@@ -24,6 +24,7 @@ from monaco.core.phase import (
     phase_env,
     phase_limits,
     resolve_limits,
+    source_files,
 )
 from monaco.core.resource import API_VERSION, KIND
 from monaco.core.settings import Settings
@@ -67,13 +68,13 @@ def _metadata(sub: Submission, settings: Settings) -> dict[str, Any]:
 
 
 def build_configmap(sub: Submission, settings: Settings) -> dict[str, Any]:
-    """The source file and stdin, mounted read-only at /monaco/src."""
+    """The source file, its extra files and stdin (one per test case), mounted read-only at /monaco/src."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(sub, settings),
         "immutable": True,
-        "data": {sub.language.source_file: sub.code, "stdin": sub.stdin},
+        "data": source_files(sub.language, sub.code, sub.stdin, sub.spec),
     }
 
 
@@ -155,7 +156,7 @@ def _container(sub: Submission, settings: Settings, phase: str, storage_mb: int,
                mounts: list[dict[str, Any]]) -> dict[str, Any]:
     limits = sub.limits
     env = phase_env(sub.language, phase, limits, output_limit=settings.output_limit_bytes, layout=LAYOUT,
-                    enforcement=ENFORCEMENT, scratch_mb=settings.sandbox_work_mb)
+                    enforcement=ENFORCEMENT, scratch_mb=settings.sandbox_work_mb, spec=sub.spec)
     memory_mb = phase_limits(sub.language, phase, limits, ENFORCEMENT, settings.sandbox_work_mb).memory_mb
     return {
         "name": phase,

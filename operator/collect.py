@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Container
 from datetime import datetime, timedelta
 from typing import Any
 
 from monaco.core import envelope
-from monaco.core.models import Outcome, Status, Verdict, utcnow
+from monaco.core.models import Outcome, RunSpec, Status, Verdict, utcnow
+from monaco.core.options import spec_of_resource
 from monaco.core.settings import Settings
 from monaco.operator import names, results
 from monaco.operator.admission import Indexes
@@ -46,12 +48,20 @@ class Collector:
         at = self.done.get(sub.uid)
         return at is not None and self.clock() - at < RECENT
 
-    async def _read_log(self, pod: str, container: str) -> bytes | None:
+    async def _read_log(self, pod: str, container: str, envelopes: int = 1) -> bytes | None:
         limit = self.settings.output_limit_bytes
         data: bytes | None = await self.cluster.read_log(
-            pod, container, results.log_tail_lines(limit), results.log_limit_bytes(limit)
+            pod, container, results.log_tail_lines(limit, envelopes), results.log_limit_bytes(limit, envelopes)
         )
         return data
+
+    async def _spec(self, sub: SubmissionRecord) -> RunSpec | None:
+        """The judge's fields of a submission that has expected outputs or test cases (read only for those,
+        so that the indexes need not hold every expected output)."""
+        if not sub.judged:
+            return None
+        body = await self.cluster.get_submission(sub.name)
+        return spec_of_resource((body or {}).get("spec") or {})
 
     async def _finish(self, sub: SubmissionRecord, outcome: Outcome | None = None,
                       pod: PodRecord | None = None, ix: Indexes | None = None) -> bool:
@@ -63,7 +73,9 @@ class Collector:
             if outcome is None:
                 assert pod is not None and ix is not None
                 try:
-                    outcome = await results.collect(pod, first(ix.jobs, sub.key), self.clock(), self._read_log)
+                    reader = functools.partial(self._read_log, envelopes=max(1, sub.cases))
+                    outcome = await results.collect(pod, first(ix.jobs, sub.key), self.clock(), reader,
+                                                    await self._spec(sub))
                 except Exception:
                     log.exception("could not read the result of %s; the periodic check will retry", sub.name)
                     return False
@@ -89,7 +101,7 @@ class Collector:
             return
         self.busy.add(key)
         try:
-            outcome = envelope.decide(None, ran)
+            outcome = envelope.decide(None, ran, expected=sub.spec.expected_output)
             if await finish(self.cluster, sub.name, Status.RUNNING, outcome, self.clock(), None, job_name):
                 self.done[sub.uid] = self.clock()
         finally:

@@ -128,8 +128,10 @@ def claim_ops(pod: PoolPodRecord, key: str) -> list[dict[str, Any]]:
 
 
 def warm_eligible(sub: Submission, settings: Settings) -> bool:
-    """A pool's pods run at the language's default limits: only a submission asking for those fits."""
-    if settings.warm_pool.get(sub.language.name, 0) <= 0:
+    """A pool's pods run at the language's default limits: only a submission asking for those fits; and its
+    job frame carries the source and stdin only, so the judge's fields other than expectedOutput (decided
+    by the operator, not the sandbox) go the cold way."""
+    if settings.warm_pool.get(sub.language.name, 0) <= 0 or sub.spec.cold_only:
         return False
     return sub.limits == resolve_limits(sub.language, None, None)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from monaco.core import envelope
 from monaco.core import resource as r
-from monaco.core.models import Outcome, Status, Verdict, iso
+from monaco.core.models import CaseResult, Outcome, RunSpec, Status, Verdict, iso
 from monaco.core.phase import COMPILE, RUN
 from monaco.operator.state import JobRecord, PodRecord
 
@@ -33,13 +33,13 @@ LogReader = Callable[[str, str], Awaitable[bytes | None]]
 STATUS_TEXT_BUDGET = 384 * 1024
 
 
-def log_tail_lines(output_limit: int) -> int:
+def log_tail_lines(output_limit: int, envelopes: int = 1) -> int:
     per_stream = math.ceil(math.ceil(output_limit / 3) * 4 / _LOG_LINE) + 1
-    return 20 + 2 * per_stream
+    return (20 + 2 * per_stream) * envelopes
 
 
-def log_limit_bytes(output_limit: int) -> int:
-    return log_tail_lines(output_limit) * (_LOG_LINE + 64)
+def log_limit_bytes(output_limit: int, envelopes: int = 1) -> int:
+    return log_tail_lines(output_limit, envelopes) * (_LOG_LINE + 64)
 
 
 def system_error(message: str) -> Outcome:
@@ -108,8 +108,11 @@ def _missing(pod: PodRecord, compiled: envelope.PhaseResult | None, phase: str) 
     return base.model_copy(update={"message": f"the {phase} step left no result envelope (the runner was killed?)"})
 
 
-async def collect(pod: PodRecord, job: JobRecord | None, now: datetime, read_log: LogReader) -> Outcome:
-    """The outcome of an ended pod: its state first, then the runner's envelopes from its logs."""
+async def collect(pod: PodRecord, job: JobRecord | None, now: datetime, read_log: LogReader,
+                  spec: RunSpec | None = None) -> Outcome:
+    """The outcome of an ended pod: its state first, then the runner's envelopes from its logs (one per
+    test case with `spec.testCases`), held to the spec's expected outputs."""
+    spec = spec or RunSpec()
     failure = ended_failure(pod, job, now)
     if failure is not None:
         return failure
@@ -125,12 +128,18 @@ async def collect(pod: PodRecord, job: JobRecord | None, now: datetime, read_log
         if compile_.terminated_reason == OOM:  # the runner saw no OOM kill, the kubelet did: trust the kernel
             return envelope.oom_outcome(COMPILE, compile_output=compiled.stdout.decode("utf-8", "replace"))
     run = pod.container(RUN)
+    oom_killed = run is not None and run.terminated_reason == OOM
     ran = None
     if run is not None and run.started:
-        ran = _parse(await read_log(pod.name, RUN))
+        log = await read_log(pod.name, RUN)
+        ran = _parse(log)
         if ran is None:
             return _missing(pod, compiled, RUN)
-    return envelope.decide(compiled, ran, oom_killed=run is not None and run.terminated_reason == OOM)
+        if spec.test_cases:
+            assert log is not None
+            return envelope.decide_cases(compiled, envelope.parse_all(log),
+                                         [c.expected_output for c in spec.test_cases], oom_killed=oom_killed)
+    return envelope.decide(compiled, ran, oom_killed=oom_killed, expected=spec.expected_output)
 
 
 def _clip(text: str, limit: int) -> tuple[str, bool]:
@@ -159,10 +168,18 @@ def finished_status(outcome: Outcome, now: datetime) -> r.SubmissionStatus:
     stderr, cut_err = _clip(outcome.stderr, r.MAX_STDERR)
     compile_output, _ = _clip(outcome.compile_output, r.MAX_COMPILE_OUTPUT)
     message, _ = _clip(outcome.message, r.MAX_MESSAGE)
-    texts, cut = _fit({"output": output, "stderr": stderr, "compile_output": compile_output},
-                      STATUS_TEXT_BUDGET)
+    cases = outcome.test_cases or []
+    texts = {"output": output, "stderr": stderr, "compile_output": compile_output}
+    for i, case in enumerate(cases):  # every case's texts share the one budget with the top-level ones
+        texts[f"{i}.output"] = _clip(case.output, r.MAX_OUTPUT)[0]
+        texts[f"{i}.stderr"] = _clip(case.stderr, r.MAX_STDERR)[0]
+    texts, cut = _fit(texts, STATUS_TEXT_BUDGET)
     output, stderr, compile_output = texts["output"], texts["stderr"], texts["compile_output"]
     cut_out = cut_out or cut
+    fitted = [CaseResult.model_validate({
+        **case.model_dump(), "output": texts[f"{i}.output"], "stderr": texts[f"{i}.stderr"],
+        "truncated": case.truncated or texts[f"{i}.output"] != case.output or texts[f"{i}.stderr"] != case.stderr,
+    }) for i, case in enumerate(cases)]
     return r.SubmissionStatus(
         phase=outcome.status.value,
         verdict=outcome.verdict.value,
@@ -171,6 +188,8 @@ def finished_status(outcome: Outcome, now: datetime) -> r.SubmissionStatus:
         stderr=stderr,
         compile_output=compile_output,
         exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        test_cases=fitted if outcome.test_cases is not None else None,
         execution_time_ms=outcome.execution_ms,
         compile_time_ms=outcome.compile_ms,
         total_time_ms=outcome.total_ms,

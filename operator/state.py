@@ -35,6 +35,8 @@ class SubmissionRecord:
     started: datetime | None
     deleting: bool
     job_name: str = ""  # status.jobName: the cold Job's child name, or a claimed pool Job's
+    judged: bool = False  # its spec has expected outputs or test cases: its result needs the spec
+    cases: int = 0  # how many test cases its run has (one envelope each)
 
     @property
     def finished(self) -> bool:
@@ -49,6 +51,7 @@ class SubmissionRecord:
 def submission_record(body: Mapping[str, Any]) -> SubmissionRecord:
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
+    spec = body.get("spec") or {}
     name = str(meta.get("name", ""))
     created = parse_time(meta.get("creationTimestamp")) or EPOCH
     submitted = submitted_at(meta) or created
@@ -63,6 +66,8 @@ def submission_record(body: Mapping[str, Any]) -> SubmissionRecord:
         completed=parse_time(status.get("completedAt")),
         deleting=bool(meta.get("deletionTimestamp")),
         job_name=str(status.get("jobName") or ""),
+        judged=spec.get("expectedOutput") is not None or bool(spec.get("testCases")),
+        cases=len(spec.get("testCases") or ()),
     )
 
 

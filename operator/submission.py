@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from monaco.core import resource as r
 from monaco.core.languages import Language, Registry
-from monaco.core.models import Limits
+from monaco.core.models import Limits, RunSpec
+from monaco.core.options import OptionError, check, spec_of_resource
 from monaco.core.phase import LimitError, resolve_limits
 
 
@@ -24,6 +28,7 @@ class Submission:
     code: str
     stdin: str
     limits: Limits
+    spec: RunSpec = field(default_factory=RunSpec)
 
     @property
     def timeout_seconds(self) -> float:
@@ -38,8 +43,10 @@ class Submission:
         return self.language.compile_limits.timeout_seconds if self.language.compiles else None
 
     def deadline_seconds(self, slack: int) -> int:
-        """activeDeadlineSeconds of the Job: compile + run + slack for pod start and log flushing."""
-        return math.ceil(self.compile_timeout_seconds or 0) + math.ceil(self.timeout_seconds) + slack
+        """activeDeadlineSeconds of the Job: compile + every run (one per test case) + slack for pod start and
+        log flushing."""
+        runs = max(1, len(self.spec.test_cases))
+        return math.ceil(self.compile_timeout_seconds or 0) + math.ceil(self.timeout_seconds * runs) + slack
 
 
 def from_body(body: dict[str, Any], registry: Registry) -> Submission:
@@ -56,12 +63,21 @@ def from_body(body: dict[str, Any], registry: Registry) -> Submission:
         limits = resolve_limits(language, asked.get("timeoutSeconds"), asked.get("memoryMb"))
     except LimitError as exc:
         raise SpecError(str(exc)) from None
+    code, stdin = str(spec.get("code", "")), str(spec.get("input") or "")
+    try:  # the same checks as the API's, against the CRD's bounds: a resource need not come from the API
+        run_spec = spec_of_resource(spec)
+        check(run_spec, language, code=code, stdin=stdin, max_code_bytes=r.MAX_CODE, max_input_bytes=r.MAX_INPUT)
+    except ValidationError as exc:
+        raise SpecError(f"unreadable spec: {exc.errors()[0]['msg']}") from None
+    except OptionError as exc:
+        raise SpecError(str(exc)) from None
     return Submission(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace", "")),
         uid=str(meta.get("uid", "")),
         language=language,
-        code=str(spec.get("code", "")),
-        stdin=str(spec.get("input") or ""),
+        code=code,
+        stdin=stdin,
         limits=limits,
+        spec=run_spec,
     )

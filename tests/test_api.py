@@ -15,7 +15,7 @@ import pytest
 from monaco.api.app import create_app
 from monaco.api.backend import QueueStats, StoreUnavailable
 from monaco.core.languages import Language
-from monaco.core.models import Limits, SubmissionView
+from monaco.core.models import Limits, RunSpec, SubmissionView
 from monaco.core.settings import Settings
 from tests.contract_cases import BAD_REQUESTS
 
@@ -168,7 +168,8 @@ class _DownBackend:
 
     async def stop(self) -> None: ...
 
-    async def submit(self, language: Language, code: str, stdin: str, limits: Limits) -> SubmissionView:
+    async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
+                     spec: RunSpec | None = None) -> SubmissionView:
         raise StoreUnavailable("the store is unreachable: disk I/O error")
 
     async def get(self, submission_id: str) -> SubmissionView | None:

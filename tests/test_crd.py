@@ -12,7 +12,7 @@ import yaml
 
 from monaco.core import crd
 from monaco.core import resource as r
-from monaco.core.models import Outcome, Status, Verdict
+from monaco.core.models import CaseResult, Outcome, Status, Verdict
 from monaco.operator import results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,8 @@ def test_status_declares_every_field_the_operator_writes() -> None:
     declared = set(schema()["properties"]["status"]["properties"])
     assert r.status_fields() == declared
     full = Outcome(verdict=Verdict.OK, output="o", stderr="e", compile_output="c", exit_code=0,
-                   execution_ms=1.0, compile_ms=2.0, memory_kb=3, truncated=False, message="m")
+                   execution_ms=1.0, compile_ms=2.0, memory_kb=3, truncated=False, message="m", signal=9,
+                   test_cases=[CaseResult(verdict=Verdict.OK, output="o")])
     now = datetime.now(UTC)
     written = set(results.finished_status(full, now).wire())
     written |= set(results.queued_status(now).wire()) | set(results.running_status(now, "pool-python-x", True).wire())

@@ -50,7 +50,7 @@ def test_check_names_a_stale_file_and_a_run_repairs_it(tmp_path: Path) -> None:
     assert run().returncode == 0
     assert run("--check").returncode == 0, run("--check").stderr
     values = yaml.safe_load((tmp_path / generate.VALUES).read_text())
-    assert values["languages"]["python"]["run"] == "exec python3 -u main.py"
+    assert values["languages"]["python"]["run"] == 'exec python3 -u main.py "$@"'
     assert (tmp_path / generate.MANIFEST_REGISTRY).read_text() == registry.read_text()
 
 

@@ -35,7 +35,8 @@ from monaco.api.drain import DrainRate
 from monaco.api.kube import KubernetesBackend
 from monaco.api.metrics import Metrics
 from monaco.core import crd
-from monaco.core.models import Limits, Status, Verdict
+from monaco.core.models import Limits, RunSpec, SourceFile, Status, TestCase, Verdict
+from monaco.core.options import spec_of_resource
 from monaco.core.settings import Settings
 from tests.support import free_port, wait_until
 
@@ -49,7 +50,7 @@ LIMITS = Limits(timeout_seconds=5, memory_mb=128)
 def schema_errors(value: Any, schema: dict[str, Any], path: str) -> list[dict[str, str]]:
     """The causes the API server would give for `value`, for the parts of OpenAPI the CRD uses."""
     kinds: dict[str, type | tuple[type, ...]] = {"object": dict, "string": str, "integer": int, "number": (int, float),
-                                                 "boolean": bool}
+                                                 "boolean": bool, "array": list}
     kind = schema.get("type")
     if kind and (not isinstance(value, kinds[kind]) or (kind != "boolean" and isinstance(value, bool))):
         return [{"field": path, "message": f"Invalid value: must be of type {kind}"}]
@@ -60,6 +61,11 @@ def schema_errors(value: Any, schema: dict[str, Any], path: str) -> list[dict[st
         for k, sub in schema.get("properties", {}).items():
             if k in value:
                 causes += schema_errors(value[k], sub, f"{path}.{k}")
+    if isinstance(value, list):
+        if len(value) > schema.get("maxItems", math.inf):
+            causes.append({"field": path, "message": f"Too many: must have at most {schema['maxItems']} items"})
+        for i, item in enumerate(value):
+            causes += schema_errors(item, schema.get("items", {}), f"{path}[{i}]")
     if isinstance(value, str):
         if len(value.encode()) > schema.get("maxLength", math.inf):
             causes.append({"field": path, "message": f"Too long: may not be more than {schema['maxLength']} bytes"})
@@ -730,3 +736,33 @@ async def test_the_http_contract_on_this_back_end(fake: FakeApiServer) -> None:
 async def _running(http: httpx.AsyncClient, sid: str) -> bool:
     status: str = (await http.get("/status", params={"id": sid})).json()["status"]
     return status == "running"
+
+
+async def test_the_judge_fields_go_into_the_spec_and_results_come_back(fake: FakeApiServer) -> None:
+    """Issue 11's fields round-trip: the resource's spec holds them (valid against the CRD, which the fake
+    server checks), and a status with test cases, a signal and wrong_answer reads back as the API shows it."""
+    spec = RunSpec(expected_output=None, args=("a b", "$(id)"), files=(SourceFile(name="h.py", content="X = 1"),),
+                   redirect_stderr_to_stdout=True,
+                   test_cases=(TestCase(input="1", expected_output="1"), TestCase(input="2")))
+    language = make_settings().registry.get("python")
+    assert language is not None
+    async with started(fake) as backend:
+        sid = (await backend.submit(language, "print(input())", "", LIMITS, spec)).id
+        obj = fake.objects[sid]
+        assert obj["spec"]["args"] == ["a b", "$(id)"]
+        assert obj["spec"]["files"] == [{"name": "h.py", "content": "X = 1"}]
+        assert obj["spec"]["testCases"] == [{"input": "1", "expectedOutput": "1"}, {"input": "2"}]
+        assert obj["spec"]["redirectStderrToStdout"] is True and "compilerOptions" not in obj["spec"]
+        assert spec_of_resource(obj["spec"]) == spec
+        fake.set_status(
+            sid, phase="failed", verdict="wrong_answer", completedAt="2026-01-02T03:04:08Z", output="3\n",
+            exitCode=0, signal=None, message="test case 1: differs",
+            testCases=[{"verdict": "wrong_answer", "output": "3\n", "exitCode": 0, "executionTimeMs": 1.5},
+                       {"verdict": "runtime_error", "output": "", "exitCode": 139, "signal": 11}],
+        )
+        done = await backend.wait(sid, 5)
+        assert done is not None and done.outcome is not None
+        body = done.result_body()
+        assert body["verdict"] == "wrong_answer" and body["status"] == "failed"
+        assert [c["verdict"] for c in body["testCases"]] == ["wrong_answer", "runtime_error"]
+        assert body["testCases"][1]["signal"] == 11 and body["signal"] is None and body["signalName"] is None

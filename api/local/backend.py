@@ -18,9 +18,9 @@ from datetime import timedelta
 from monaco.api.backend import NotCancellable, QueueFull, QueueStats, StoreUnavailable
 from monaco.api.drain import DrainRate
 from monaco.api.metrics import Metrics
-from monaco.core.envelope import compile_outcome, decide, oom_outcome
+from monaco.core.envelope import compile_outcome, decide, decide_cases, oom_outcome
 from monaco.core.languages import Language
-from monaco.core.models import Limits, Outcome, Status, SubmissionView, Verdict, utcnow
+from monaco.core.models import Limits, Outcome, RunSpec, Status, SubmissionView, Verdict, utcnow
 from monaco.core.phase import COMPILE, RUN
 from monaco.core.settings import Settings
 
@@ -33,10 +33,11 @@ MAX_ATTEMPTS = 2
 
 
 class _Job:
-    __slots__ = ("cancel", "code", "done", "input", "limits", "view")
+    __slots__ = ("cancel", "code", "done", "input", "limits", "spec", "view")
 
-    def __init__(self, view: SubmissionView, code: str, stdin: str, limits: Limits) -> None:
+    def __init__(self, view: SubmissionView, code: str, stdin: str, limits: Limits, spec: RunSpec) -> None:
         self.view = view
+        self.spec = spec
         self.code = code
         self.input = stdin
         self.limits = limits
@@ -68,7 +69,7 @@ class LocalBackend:
         await asyncio.to_thread(self.store.open)
         recovered, given_up = await self.store.recover(MAX_ATTEMPTS)
         for stored in recovered:
-            job = _Job(stored.view, stored.code, stored.input, stored.limits)
+            job = _Job(stored.view, stored.code, stored.input, stored.limits, stored.spec)
             self._active[stored.view.id] = job
             self._queue.put_nowait(stored.view.id)
         self._total = self.store.count()
@@ -103,17 +104,19 @@ class LocalBackend:
         return True, "ok"
 
     # ---- the contract
-    async def submit(self, language: Language, code: str, stdin: str, limits: Limits) -> SubmissionView:
+    async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
+                     spec: RunSpec | None = None) -> SubmissionView:
+        spec = spec or RunSpec()
         waiting = self._queue.qsize()
         if waiting >= self.settings.queue_size:
             raise QueueFull(self.settings.queue_size, self._retry_after(waiting))
         view = SubmissionView(id=str(uuid.uuid4()), language=language.name, status=Status.QUEUED, queued_at=utcnow())
         try:
-            await self.store.insert(view, code, stdin, limits)
+            await self.store.insert(view, code, stdin, limits, spec)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the submission could not be stored: {exc}") from exc
         self._total += 1
-        self._active[view.id] = _Job(view, code, stdin, limits)
+        self._active[view.id] = _Job(view, code, stdin, limits, spec)
         self._queue.put_nowait(view.id)
         self._gauges()
         log.info("queued", extra={"submission": view.id, "language": language.name})
@@ -195,28 +198,34 @@ class LocalBackend:
         view.status, view.started_at = Status.RUNNING, utcnow()
         await self.store.mark_running(view.id, view.started_at)
         extra = {"submission": view.id, "worker": slot, "language": language.name}
-        base = await asyncio.to_thread(self.sandbox.workspace, view.id, job.code, job.input, language)
+        base = await asyncio.to_thread(self.sandbox.workspace, view.id, job.code, job.input, language,
+                                       job.spec)
         try:
             compiled = None
             if language.compiles:
                 log.info("compiling", extra=extra)
-                compiled = await self.sandbox.run_phase(base, language, COMPILE, job.limits, slot, job.cancel)
+                compiled = await self.sandbox.run_phase(base, language, COMPILE, job.limits, slot, job.cancel,
+                                                        job.spec)
                 ended = self._settled(job, compiled, COMPILE) or compile_outcome(compiled.result)
                 if ended is not None:
                     await self._finish(job, ended)
                     return
             log.info("running", extra=extra)
-            ran = await self.sandbox.run_phase(base, language, RUN, job.limits, slot, job.cancel)
-            outcome = self._settled(job, ran, RUN) or decide(
-                compiled.result if compiled else None,
-                ran.result,
-                oom_killed=ran.oom_killed,
-                memory_kb=ran.memory_kb,
-            )
+            ran = await self.sandbox.run_phase(base, language, RUN, job.limits, slot, job.cancel, job.spec)
+            outcome = self._settled(job, ran, RUN) or self._decided(job.spec, compiled, ran)
             await self._finish(job, outcome)
             log.info("finished", extra={**extra, "verdict": outcome.verdict.value, "ms": outcome.execution_ms})
         finally:
             await asyncio.to_thread(self.sandbox.cleanup, base)
+
+    @staticmethod
+    def _decided(spec: RunSpec, compiled: PhaseRun | None, ran: PhaseRun) -> Outcome:
+        built = compiled.result if compiled else None
+        if spec.test_cases:
+            return decide_cases(built, ran.cases, [c.expected_output for c in spec.test_cases],
+                                oom_killed=ran.oom_killed, memory_kb=ran.memory_kb)
+        return decide(built, ran.result, oom_killed=ran.oom_killed, memory_kb=ran.memory_kb,
+                      expected=spec.expected_output)
 
     @staticmethod
     def _settled(job: _Job, done: PhaseRun, phase: str) -> Outcome | None:

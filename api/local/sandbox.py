@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from monaco.core.envelope import EnvelopeError, PhaseResult, parse
+from monaco.core.envelope import EnvelopeError, PhaseResult, parse, parse_all
 from monaco.core.languages import SANDBOX_PATH, Language
-from monaco.core.models import Limits
+from monaco.core.models import Limits, RunSpec
 from monaco.core.native import NativeMissing, binary
-from monaco.core.phase import RUNNER_MEMORY_MB, Enforcement, Layout, phase_env, phase_limits
+from monaco.core.phase import RUN, RUNNER_MEMORY_MB, Enforcement, Layout, phase_env, phase_limits, source_files
 from monaco.core.settings import Settings
 
 from .cgroups import Cgroups, RunCgroup
@@ -94,6 +94,7 @@ class PhaseRun:
     memory_kb: int | None
     oom_killed: bool
     error: str = ""
+    cases: tuple[PhaseResult, ...] = ()  # with test cases: every case's envelope, in order
 
 
 class Sandbox:
@@ -252,14 +253,15 @@ class Sandbox:
             self.cgroups.close()
 
     # ---- one submission
-    def workspace(self, submission_id: str, code: str, stdin: str, language: Language) -> Path:
+    def workspace(self, submission_id: str, code: str, stdin: str, language: Language,
+                  spec: RunSpec | None = None) -> Path:
         base: Path = self.root_dir / submission_id
         shutil.rmtree(base, ignore_errors=True)
         (base / "src").mkdir(parents=True)
         (base / "build").mkdir()
         os.chmod(base / "src", 0o755)
-        (base / "src" / language.source_file).write_text(code)
-        (base / "src" / "stdin").write_text(stdin)
+        for name, text in source_files(language, code, stdin, spec or RunSpec()).items():
+            (base / "src" / name).write_text(text)
         for f in (base / "src").iterdir():
             os.chmod(f, 0o644)
         os.link(self._init, base / "src" / "monaco-init")  # the runner, bound in with src/
@@ -279,8 +281,10 @@ class Sandbox:
         limits: Limits,
         slot: int,
         cancel: asyncio.Event | None = None,
+        spec: RunSpec | None = None,
     ) -> PhaseRun:
         uid = self.uid_for(slot)
+        cases = len(spec.test_cases) if spec is not None and phase == RUN else 0
         isolated = self.mode != "none"
         layout = Layout(
             src=f"{_INSIDE}/src" if isolated else str(base / "src"),
@@ -294,13 +298,13 @@ class Sandbox:
         enforcement = Enforcement(memory_cgroup=self.cgroups is not None, own_uid=uid is not None,
                                   runner_reads_cgroup=False)
         pl = phase_limits(language, phase, limits, enforcement, self.settings.sandbox_tmp_mb)
-        timeout = pl.timeout_seconds
+        timeout = pl.timeout_seconds * max(1, cases)  # the cases run one after the other
         if uid is not None and phase == "compile":
             os.chown(base / "build", uid, uid)
         runner_env = {
             "PATH": SANDBOX_PATH,
             **phase_env(language, phase, limits, output_limit=self.settings.output_limit_bytes, layout=layout,
-                        enforcement=enforcement, scratch_mb=self.settings.sandbox_tmp_mb),
+                        enforcement=enforcement, scratch_mb=self.settings.sandbox_tmp_mb, spec=spec),
         }
         runner = f"{layout.src}/monaco-init"
         inner_cmd = ["env", "-i", *(f"{k}={v}" for k, v in runner_env.items()), runner, phase]
@@ -339,7 +343,7 @@ class Sandbox:
             argv = inner_cmd
         overdue = asyncio.ensure_future(self._kill_overdue(cg, timeout + _OVERDUE_GRACE)) if cg else None
         try:
-            out, err = await self._spawn(argv, outer_env, timeout + 10, cancel)
+            out, err = await self._spawn(argv, outer_env, timeout + 10, cancel, max(1, cases))
         finally:
             if overdue is not None:
                 overdue.cancel()
@@ -350,11 +354,11 @@ class Sandbox:
         if out is None:
             return PhaseRun(None, memory_kb, oom, error=err)
         try:
-            result = parse(out)
+            every = tuple(parse_all(out)) if cases else (parse(out),)
         except EnvelopeError as exc:
             detail = err.strip().splitlines()[-1:] if err else []
             return PhaseRun(None, memory_kb, oom, error=f"{exc}{': ' + detail[0] if detail else ''}")
-        return PhaseRun(result, memory_kb, oom)
+        return PhaseRun(every[-1], memory_kb, oom, cases=every if cases else ())
 
     async def _kill_overdue(self, cg: RunCgroup, after: float) -> None:
         """A safety net: the runner's own deadline is out of the program's reach, but should the runner be
@@ -365,7 +369,8 @@ class Sandbox:
             log.warning("killed an overdue program from outside its sandbox", extra={"processes": killed})
 
     async def _spawn(
-        self, argv: list[str], env: dict[str, str], hard_timeout: float, cancel: asyncio.Event | None
+        self, argv: list[str], env: dict[str, str], hard_timeout: float, cancel: asyncio.Event | None,
+        envelopes: int = 1,
     ) -> tuple[bytes | None, str]:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -378,7 +383,7 @@ class Sandbox:
         assert proc.stdout is not None and proc.stderr is not None
 
         # The envelope carries both streams' captures in base64 (4/3 of up to the output limit each).
-        keep = _KEEP_TAIL + 3 * self.settings.output_limit_bytes
+        keep = _KEEP_TAIL + 3 * self.settings.output_limit_bytes * envelopes
 
         async def tail(stream: asyncio.StreamReader) -> bytes:
             buf = bytearray()

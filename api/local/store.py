@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monaco.core.models import Limits, Outcome, Status, SubmissionView, Verdict, parse_time
+from monaco.core.models import Limits, Outcome, RunSpec, Status, SubmissionView, Verdict, parse_time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     started_at      TEXT,
     completed_at    TEXT,
     outcome         TEXT,
-    message         TEXT NOT NULL DEFAULT ''
+    message         TEXT NOT NULL DEFAULT '',
+    spec            TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS submissions_status ON submissions(status, seq);
 CREATE INDEX IF NOT EXISTS submissions_completed ON submissions(completed_at);
@@ -54,6 +55,7 @@ class StoredSubmission:
     input: str
     limits: Limits
     attempts: int
+    spec: RunSpec
 
 
 def _row_to_view(row: sqlite3.Row) -> SubmissionView:
@@ -88,6 +90,9 @@ class Store:
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         writer = self._connect()
         writer.executescript(_SCHEMA)
+        columns = {row["name"] for row in writer.execute("PRAGMA table_info(submissions)")}
+        if "spec" not in columns:  # a store from before the judge's fields: every old row asked for none
+            writer.execute("ALTER TABLE submissions ADD COLUMN spec TEXT NOT NULL DEFAULT '{}'")
         writer.commit()
         self._reader = self._connect()
         self._thread = threading.Thread(target=self._write_loop, args=(writer,), name="monaco-store", daemon=True)
@@ -169,11 +174,14 @@ class Store:
         return await fut
 
     # ---- operations
-    async def insert(self, view: SubmissionView, code: str, stdin: str, limits: Limits) -> None:
+    async def insert(self, view: SubmissionView, code: str, stdin: str, limits: Limits,
+                     spec: RunSpec | None = None) -> None:
+        spec_json = (spec or RunSpec()).model_dump_json(by_alias=True, exclude_defaults=True)
+
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO submissions (id, language, code, input, timeout_seconds, memory_mb, status, queued_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO submissions (id, language, code, input, timeout_seconds, memory_mb, status, queued_at,"
+                " spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     view.id,
                     view.language,
@@ -183,6 +191,7 @@ class Store:
                     limits.memory_mb,
                     view.status.value,
                     view.queued_at.isoformat(),
+                    spec_json,
                 ),
             )
 
@@ -266,6 +275,7 @@ class Store:
             input=row["input"],
             limits=Limits(timeout_seconds=row["timeout_seconds"], memory_mb=row["memory_mb"]),
             attempts=row["attempts"],
+            spec=RunSpec.model_validate_json(row["spec"]),
         )
 
     def get(self, submission_id: str) -> SubmissionView | None:

@@ -118,7 +118,7 @@ def test_job_of_an_interpreted_language(settings: Settings) -> None:
     assert run["name"] == "run" and run["image"] == "python:3.11-slim"
     assert run["command"] == ["/monaco/bin/monaco-init", "run"]
     env = env_of(run)
-    assert env["MONACO_COMMAND"] == "exec python3 main.py"
+    assert env["MONACO_COMMAND"] == 'exec python3 main.py "$@"'
     assert env["MONACO_TIMEOUT_MS"] == "5000"
     assert env["MONACO_WORK_DIR"] == "/tmp/work"
     assert env["MONACO_SRC_DIR"] == "/monaco/src" and env["MONACO_SOURCE_FILE"] == "main.py"
