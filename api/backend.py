@@ -43,8 +43,11 @@ class Backend(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def submit(self, language: Language, code: str, stdin: str, limits: Limits) -> SubmissionView:
-        """Store the submission durably, then return it; raises QueueFull, StoreUnavailable or Invalid."""
+    async def submit(
+        self, language: Language, code: str, stdin: str, limits: Limits, callback_url: str | None = None
+    ) -> SubmissionView:
+        """Store the submission durably, then return it; raises QueueFull, StoreUnavailable or Invalid.
+        `callback_url` was checked against the settings' callback policy."""
         ...
 
     async def get(self, submission_id: str) -> SubmissionView | None: ...

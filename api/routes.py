@@ -12,6 +12,7 @@ from monaco.api.backend import Backend, Invalid, NotCancellable, QueueFull, Stor
 from monaco.api.body import parse_object, read_body, require_json
 from monaco.api.errors import ApiError
 from monaco.api.metrics import Metrics
+from monaco.core.callback import CallbackRefused
 from monaco.core.models import SubmissionView, SubmitRequest
 from monaco.core.phase import LimitError, resolve_limits
 from monaco.core.settings import Settings
@@ -77,8 +78,13 @@ async def submit(request: Request) -> Response:
         limits = resolve_limits(language, req.timeout_seconds, req.memory_mb)
     except LimitError as exc:
         raise ApiError(400, str(exc)) from None
+    if req.callback_url is not None:
+        try:
+            settings.callbacks.check_url(req.callback_url)
+        except CallbackRefused as exc:
+            raise ApiError(400, str(exc)) from None
     try:
-        view = await backend.submit(language, req.code, req.input, limits)
+        view = await backend.submit(language, req.code, req.input, limits, callback_url=req.callback_url)
     except QueueFull as exc:
         metrics.rejected.labels("queue_full").inc()
         raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None

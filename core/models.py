@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 from pydantic.alias_generators import to_camel
@@ -67,6 +67,10 @@ class SubmitRequest(BaseModel):
         None, gt=0, allow_inf_nan=False, description="wall-clock limit of the run, in seconds"
     )
     memory_mb: int | None = Field(None, gt=0, description="memory limit of the run, in MB")
+    callback_url: Text | None = Field(
+        None, description="http(s) URL that receives the result (POST, JSON) when the run ends; its host must be "
+        "on the server's callback allowlist (MONACO_CALLBACK_ALLOW)"
+    )
 
 
 class Limits(BaseModel):
@@ -140,6 +144,19 @@ def format_ms(ms: float | None) -> str | None:
     return f"{ms / 1000:.3f} s"
 
 
+class CallbackState(BaseModel):
+    """Where the delivery of a submission's callback stands."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    state: Literal["pending", "delivered", "failed"] = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
 class SubmissionView(BaseModel):
     """A submission as both back ends hand it to the routes."""
 
@@ -151,6 +168,7 @@ class SubmissionView(BaseModel):
     completed_at: datetime | None = None
     outcome: Outcome | None = None
     message: str = ""
+    callback: CallbackState | None = None  # None: no callbackUrl
 
     def status_body(self) -> dict[str, Any]:
         o = self.outcome
@@ -198,6 +216,7 @@ class SubmissionView(BaseModel):
                 "memoryKb": o.memory_kb if o else None,
                 "truncated": o.truncated if o else False,
                 "message": (o.message if o else "") or self.message,
+                "callback": self.callback.body() if self.callback else None,
             }
         )
         return body
