@@ -100,7 +100,9 @@ class KubernetesBackend:
         return False, "watch cache not synced yet" + (f": {self._failure}" if self._failure else "")
 
     # ---- the contract
-    async def submit(self, language: Language, code: str, stdin: str, limits: Limits) -> SubmissionView:
+    async def submit(
+        self, language: Language, code: str, stdin: str, limits: Limits, callback_url: str | None = None
+    ) -> SubmissionView:
         if not self._synced.is_set():  # without the cache, QUEUE_SIZE cannot be enforced
             raise StoreUnavailable(f"the Kubernetes back end is not ready: {self.ready()[1]}")
         self.cache.reserve(self.settings.queue_size)
@@ -114,6 +116,7 @@ class KubernetesBackend:
                 "code": code,
                 "input": stdin,
                 "limits": limits.model_dump(by_alias=True),
+                **({"callbackUrl": callback_url} if callback_url else {}),
             },
         }
         try:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from monaco.core.models import CallbackState
+
 MAX_URL = 2048
 RESPONSE_BYTES = 4096
 USER_AGENT = "monaco-callback/1"
@@ -223,9 +225,23 @@ class Policy:
             return Attempt(False, retry=False, error=f"HTTP {code}: redirects are not followed")
         return Attempt(False, retry=code in (408, 429) or code >= 500, error=f"HTTP {code}")
 
+    def after(self, attempt: Attempt, attempts: int) -> tuple[CallbackState, float | None]:
+        """The delivery's state after its `attempts`-th attempt, and the seconds until the next one (None:
+        no next one, it was delivered or given up on)."""
+        if attempt.delivered:
+            return CallbackState(state="delivered", attempts=attempts), None
+        if not attempt.retry or attempts >= self.attempts:
+            return CallbackState(state="failed", attempts=attempts, last_error=attempt.error), None
+        return CallbackState(state="pending", attempts=attempts, last_error=attempt.error), self.delay(attempts)
+
     def delay(self, attempts: int, rng: Callable[[float, float], float] = random.uniform) -> float:
         """Seconds before the next attempt after `attempts` failed ones: exponential, with jitter."""
         return float(self.backoff_seconds * 2 ** (attempts - 1) * rng(0.5, 1.5))
+
+
+def headers(submission_id: str, attempt: int) -> dict[str, str]:
+    """What a receiver can deduplicate and order by: delivery is at least once."""
+    return {"X-Monaco-Submission": submission_id, "X-Monaco-Attempt": str(attempt)}
 
 
 def _entries(text: str) -> Iterable[str]:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from monaco.core.models import Status
 from monaco.core.models import parse_time as parse_time  # admission.py imports it from here
-from monaco.core.resource import submitted_at
+from monaco.core.resource import callback_due, submitted_at
 from monaco.operator import names
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -35,6 +35,7 @@ class SubmissionRecord:
     started: datetime | None
     deleting: bool
     job_name: str = ""  # status.jobName: the cold Job's child name, or a claimed pool Job's
+    callback_due: datetime | None = None  # when its callback's next attempt may begin (operator/callbacks.py)
 
     @property
     def finished(self) -> bool:
@@ -63,6 +64,7 @@ def submission_record(body: Mapping[str, Any]) -> SubmissionRecord:
         completed=parse_time(status.get("completedAt")),
         deleting=bool(meta.get("deletionTimestamp")),
         job_name=str(status.get("jobName") or ""),
+        callback_due=callback_due(body),
     )
 
 

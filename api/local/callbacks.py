@@ -16,8 +16,9 @@ import logging
 from datetime import datetime, timedelta
 
 from monaco.api.metrics import Metrics
+from monaco.core import callback
 from monaco.core.callback import Attempt, Policy
-from monaco.core.models import CallbackState, utcnow
+from monaco.core.models import utcnow
 
 from .store import Store
 
@@ -66,25 +67,18 @@ class Deliveries:
             view = self.store.get(submission_id)
             if view is None or view.callback is None:  # pruned meanwhile
                 return
-            headers = {"X-Monaco-Submission": submission_id, "X-Monaco-Attempt": str(attempts + 1)}
+            headers = callback.headers(submission_id, attempts + 1)
             async with self._sending:
                 try:
                     attempt = await asyncio.to_thread(self.policy.deliver, url, view.result_body(), headers)
                 except Exception as exc:  # never let a delivery die without its state written
                     attempt = Attempt(False, retry=True, error=f"internal error: {exc}")
             attempts += 1
-            state, due = self._next(attempt, attempts)
+            state, delay = self.policy.after(attempt, attempts)
+            due = None if delay is None else utcnow() + timedelta(seconds=delay)
             await self.store.record_callback(submission_id, state, due)
             self.metrics.callbacks.labels(state.state if due is None else "retrying").inc()
             extra = {"submission": submission_id, "attempts": attempts, "state": state.state, "error": attempt.error}
             log.log(logging.WARNING if state.state == "failed" else logging.INFO, "callback attempt", extra=extra)
             if due is None:
                 return
-
-    def _next(self, attempt: Attempt, attempts: int) -> tuple[CallbackState, datetime | None]:
-        if attempt.delivered:
-            return CallbackState(state="delivered", attempts=attempts), None
-        if not attempt.retry or attempts >= self.policy.attempts:
-            return CallbackState(state="failed", attempts=attempts, last_error=attempt.error), None
-        due = utcnow() + timedelta(seconds=self.policy.delay(attempts))
-        return CallbackState(state="pending", attempts=attempts, last_error=attempt.error), due
