@@ -105,7 +105,7 @@ def status_fields() -> set[str]:
     return {field.alias or name for name, field in SubmissionStatus.model_fields.items()}
 
 
-def callback_due(body: dict[str, Any]) -> datetime | None:
+def callback_due(body: Mapping[str, Any]) -> datetime | None:
     """When a finished submission's callback attempt may begin; None if it has none left to make."""
     status = body.get("status") or {}
     if not (body.get("spec") or {}).get("callbackUrl") or status.get("phase") not in ("completed", "failed"):

@@ -14,6 +14,7 @@ outcome leaves the claim to lapse; the attempt is then made again (at least once
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -46,7 +47,10 @@ class Callbacks:
                 if rec.callback_due is not None and rec.callback_due <= now and rec.name not in self.sending:
                     self.sending.add(rec.name)
                     task = asyncio.create_task(self._attempt(rec.name), name=f"callback-{rec.name}")
-                    task.add_done_callback(lambda _t, name=rec.name: self.sending.discard(name))
+                    task.add_done_callback(functools.partial(self._sent, rec.name))
+
+    def _sent(self, name: str, _task: asyncio.Task[bool]) -> None:
+        self.sending.discard(name)
 
     async def _attempt(self, name: str) -> bool:
         """One attempt, claimed first; False when there was nothing to do or another writer won."""

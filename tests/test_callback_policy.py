@@ -132,7 +132,7 @@ HOSTILE_DNS = {
 def test_send_time_refuses_every_name_that_resolves_somewhere_refused(host: str, receiver: Receiver) -> None:
     policy = Policy.parse(
         ",".join(HOSTILE_DNS), deny="10.244.0.0/16", kubernetes_host="10.96.0.1", timeout_seconds=1,
-        resolve=fake_dns(HOSTILE_DNS),  # type: ignore[arg-type]
+        resolve=fake_dns(HOSTILE_DNS),
     )  # fmt: skip
     attempt = policy.deliver(f"http://{host}:{receiver.port}/hook", {"id": "x"})
     assert not attempt.delivered and not attempt.retry
