@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,24 @@ def test_a_pending_delivery_survives_a_restart_of_the_api(data_dir: Path) -> Non
         bodies = receiver.bodies()
         assert len(bodies) == 2 and all(b["id"] == sid and b["output"] == "hello\n" for b in bodies)
         assert bodies[1]["callback"] == {"state": "pending", "attempts": 1, "lastError": "HTTP 500"}
+
+
+async def test_a_database_of_an_earlier_release_gains_the_callback_columns(data_dir: Path) -> None:
+    from monaco.api.local.store import _SCHEMA, Store
+
+    db = data_dir / "old.db"
+    data_dir.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.executescript(_SCHEMA)
+        conn.execute(
+            "INSERT INTO submissions (id, language, code, input, timeout_seconds, memory_mb, status, queued_at)"
+            " VALUES ('old', 'python', 'print(1)', '', 5, 128, 'queued', '2026-01-01T00:00:00+00:00')"
+        )
+        conn.commit()
+    store = Store(db)
+    store.open()
+    try:
+        view = store.get("old")
+        assert view is not None and view.callback is None and store.pending_callbacks() == []
+    finally:
+        store.close()
