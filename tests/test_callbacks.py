@@ -14,6 +14,7 @@ import pytest
 from starlette.applications import Starlette
 
 from monaco.api.app import create_app
+from monaco.api.local.store import _SCHEMA, Store
 from monaco.core.settings import Settings
 from tests.conftest import serve, wait_for_result
 from tests.support import Receiver, free_port, server, wait_until, wait_until_blocking
@@ -176,9 +177,7 @@ def test_a_pending_delivery_survives_a_restart_of_the_api(data_dir: Path) -> Non
         assert bodies[1]["callback"] == {"state": "pending", "attempts": 1, "lastError": "HTTP 500"}
 
 
-async def test_a_database_of_an_earlier_release_gains_the_callback_columns(data_dir: Path) -> None:
-    from monaco.api.local.store import _SCHEMA, Store
-
+def test_a_database_of_an_earlier_release_gains_the_callback_columns(data_dir: Path) -> None:
     db = data_dir / "old.db"
     data_dir.mkdir(parents=True)
     with contextlib.closing(sqlite3.connect(db)) as conn:
