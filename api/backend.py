@@ -44,9 +44,10 @@ class Backend(Protocol):
     async def stop(self) -> None: ...
 
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None) -> SubmissionView:
+                     spec: RunSpec | None = None, callback_url: str | None = None) -> SubmissionView:
         """Store the submission durably, then return it; raises QueueFull, StoreUnavailable or Invalid.
-        `spec` holds the judge's fields, already checked (core/options.py)."""
+        `spec` holds the judge's fields, already checked (core/options.py); `callback_url` was checked
+        against the settings' callback policy."""
         ...
 
     async def get(self, submission_id: str) -> SubmissionView | None: ...

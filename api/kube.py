@@ -101,7 +101,7 @@ class KubernetesBackend:
 
     # ---- the contract
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None) -> SubmissionView:
+                     spec: RunSpec | None = None, callback_url: str | None = None) -> SubmissionView:
         if not self._synced.is_set():  # without the cache, QUEUE_SIZE cannot be enforced
             raise StoreUnavailable(f"the Kubernetes back end is not ready: {self.ready()[1]}")
         self.cache.reserve(self.settings.queue_size)
@@ -116,6 +116,7 @@ class KubernetesBackend:
                 "input": stdin,
                 "limits": limits.model_dump(by_alias=True),
                 **(spec.wire() if spec is not None else {}),
+                **({"callbackUrl": callback_url} if callback_url else {}),
             },
         }
         try:

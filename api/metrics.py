@@ -24,6 +24,12 @@ class Metrics:
         self.rejected = Counter(
             "monaco_submissions_rejected_total", "Submissions refused, by reason", ["reason"], registry=self.registry
         )
+        self.callbacks = Counter(
+            "monaco_callbacks_total",
+            "Callback attempts, by what came of them: delivered, retrying, failed",
+            ["result"],
+            registry=self.registry,
+        )
         self.queue_length = Gauge("monaco_queue_length", "Submissions waiting to run", registry=self.registry)
         self.running = Gauge("monaco_running_jobs", "Submissions running now", registry=self.registry)
         self.execution = Histogram(

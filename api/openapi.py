@@ -101,6 +101,17 @@ def _build(version: str) -> dict[str, Any]:
             "description": "one result per test case; null without testCases",
             "items": _model_schema(CaseResult, nested),
         },
+        "callback": {
+            "type": "object",
+            "nullable": True,
+            "description": "the delivery to callbackUrl; null without one. A callback's own body says `pending` and "
+            "the attempts made before it",
+            "properties": {
+                "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "lastError": {"type": "string", "nullable": True, "description": "why the last attempt failed"},
+            },
+        },
     }
     return {
         "openapi": "3.1.0",
@@ -128,7 +139,8 @@ def _build(version: str) -> dict[str, Any]:
                         "202": {"description": "stored and queued", "content": json_of("Accepted")},
                         "400": _error(
                             "bad request: malformed JSON, wrong types, empty code, unknown language, limits, "
-                            "a Host not in MONACO_ALLOWED_HOSTS"
+                            "a Host not in MONACO_ALLOWED_HOSTS, a callbackUrl refused (callbacks off, not http(s), "
+                            "userinfo, too long, host not on MONACO_CALLBACK_ALLOW)"
                         ),
                         "408": _error("the request's head or body took too long to arrive"),
                         "413": _error("code or input over the size limit"),

@@ -12,6 +12,7 @@ from monaco.api.backend import Backend, Invalid, NotCancellable, QueueFull, Stor
 from monaco.api.body import parse_object, read_body, require_json
 from monaco.api.errors import ApiError
 from monaco.api.metrics import Metrics
+from monaco.core.callback import CallbackRefused
 from monaco.core.models import MAX_ARGS_TOTAL_BYTES, SubmissionView, SubmitRequest
 from monaco.core.options import OptionError, request_spec
 from monaco.core.phase import LimitError, resolve_limits
@@ -86,13 +87,18 @@ async def submit(request: Request) -> Response:
         limits = resolve_limits(language, req.timeout_seconds, req.memory_mb)
     except LimitError as exc:
         raise ApiError(400, str(exc)) from None
+    if req.callback_url is not None:
+        try:
+            settings.callbacks.check_url(req.callback_url)
+        except CallbackRefused as exc:
+            raise ApiError(400, str(exc)) from None
     try:
         spec = request_spec(req, language, max_code_bytes=settings.max_code_bytes,
                             max_input_bytes=settings.max_input_bytes)
     except OptionError as exc:
         raise ApiError(exc.status, str(exc)) from None
     try:
-        view = await backend.submit(language, req.code, req.input, limits, spec)
+        view = await backend.submit(language, req.code, req.input, limits, spec, callback_url=req.callback_url)
     except QueueFull as exc:
         metrics.rejected.labels("queue_full").inc()
         raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None

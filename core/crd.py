@@ -83,6 +83,9 @@ def spec_schema() -> dict[str, Any]:
             },
             "code": _string(r.MAX_CODE, "the program's source code"),
             "input": _string(r.MAX_INPUT, "what the program reads on stdin"),
+            "callbackUrl": _string(
+                r.MAX_CALLBACK_URL, "receives the result (HTTP POST, JSON) from the operator when the run ends"
+            ),
             "limits": {
                 "type": "object",
                 "description": "limits of the run; the language's defaults when left out, capped at its maxima",
@@ -145,6 +148,16 @@ def status_schema() -> dict[str, Any]:
         "jobName": {"type": "string", "maxLength": 63, "description": "the sandbox Job"},
         "warm": {"type": "boolean", "description": "it ran in an idle sandbox of its language's warm pool"},
         "message": _string(r.MAX_MESSAGE, "a human-readable explanation of the verdict"),
+        "callback": {
+            "type": "object",
+            "description": "the delivery of spec.callbackUrl, by the operator",
+            "properties": {
+                "state": {"type": "string", "enum": list(r.CALLBACK_STATES)},
+                "attempts": {"type": "integer", "minimum": 0, "description": "attempts begun"},
+                "lastError": _string(r.MAX_MESSAGE, "why the last attempt failed"),
+                "nextAttemptAt": _time("when the next attempt may begin (while one runs: when its claim lapses)"),
+            },
+        },
     }
     return {"type": "object", "description": "Written only by the operator.", "properties": properties}
 

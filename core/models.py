@@ -6,7 +6,7 @@ import math
 import signal
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 from pydantic.alias_generators import to_camel
@@ -120,6 +120,10 @@ class SubmitRequest(BaseModel):
                           "language's allowed set (GET /languages)"
     )
     redirect_stderr_to_stdout: bool = Field(False, description="merge stderr into stdout, in order")
+    callback_url: Text | None = Field(
+        None, description="http(s) URL that receives the result (POST, JSON) when the run ends; its host must be "
+        "on the server's callback allowlist (MONACO_CALLBACK_ALLOW)"
+    )
 
 
 class RunSpec(BaseModel):
@@ -247,6 +251,19 @@ def format_ms(ms: float | None) -> str | None:
     return f"{ms / 1000:.3f} s"
 
 
+class CallbackState(BaseModel):
+    """Where the delivery of a submission's callback stands."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    state: Literal["pending", "delivered", "failed"] = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
 class SubmissionView(BaseModel):
     """A submission as both back ends hand it to the routes."""
 
@@ -258,6 +275,7 @@ class SubmissionView(BaseModel):
     completed_at: datetime | None = None
     outcome: Outcome | None = None
     message: str = ""
+    callback: CallbackState | None = None  # None: no callbackUrl
 
     def status_body(self) -> dict[str, Any]:
         o = self.outcome
@@ -309,6 +327,7 @@ class SubmissionView(BaseModel):
                 "message": (o.message if o else "") or self.message,
                 "testCases": [c.model_dump(by_alias=True, mode="json") for c in o.test_cases]
                 if o and o.test_cases is not None else None,
+                "callback": self.callback.body() if self.callback else None,
             }
         )
         return body

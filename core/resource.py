@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from monaco.core.models import CaseResult, Outcome, Status, SubmissionView, Verdict, parse_time, utcnow
+from monaco.core.models import CallbackState, CaseResult, Outcome, Status, SubmissionView, Verdict, parse_time, utcnow
 
 GROUP = "monaco.dev"
 VERSION = "v1alpha1"
@@ -52,6 +52,22 @@ MAX_ARGS_TOTAL = 65536
 MAX_FILE_NAME = 64
 
 
+MAX_CALLBACK_URL = 2048
+CALLBACK_STATES = ("pending", "delivered", "failed")
+
+
+class CallbackStatus(BaseModel):
+    """The delivery of the callback (operator/callbacks.py): `attempts` counts the attempts begun, and
+    `nextAttemptAt` is when the next may begin (while one runs: when its claim lapses)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    state: Literal["pending", "delivered", "failed"] = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: str | None = None
+
+
 class SubmissionStatus(BaseModel):
     """Every field the operator writes into `.status` (camelCase on the wire)."""
 
@@ -76,6 +92,7 @@ class SubmissionStatus(BaseModel):
     job_name: str | None = None
     warm: bool | None = None  # it ran in an idle pool sandbox (operator/pool.py)
     message: str | None = None
+    callback: CallbackStatus | None = None
 
     def wire(self) -> dict[str, Any]:
         """The fields that are set, as they go into a patch."""
@@ -92,6 +109,17 @@ class SubmissionStatus(BaseModel):
 def status_fields() -> set[str]:
     """The camelCase names of every status field."""
     return {field.alias or name for name, field in SubmissionStatus.model_fields.items()}
+
+
+def callback_due(body: Mapping[str, Any]) -> datetime | None:
+    """When a finished submission's callback attempt may begin; None if it has none left to make."""
+    status = body.get("status") or {}
+    if not (body.get("spec") or {}).get("callbackUrl") or status.get("phase") not in ("completed", "failed"):
+        return None
+    state = status.get("callback") or {}
+    if state.get("state", "pending") != "pending":
+        return None
+    return parse_time(state.get("nextAttemptAt")) or parse_time(status.get("completedAt")) or utcnow()
 
 
 _PHASES = {s.value: s for s in Status}
@@ -132,9 +160,16 @@ def submission_view(obj: Mapping[str, Any]) -> SubmissionView:
             truncated=bool(st.truncated),
             message=st.message or "",
         )
+    spec = obj.get("spec") or {}
+    callback = None
+    if st.callback is not None:
+        callback = CallbackState(state=st.callback.state, attempts=st.callback.attempts,
+                                 last_error=st.callback.last_error)
+    elif spec.get("callbackUrl"):
+        callback = CallbackState()
     return SubmissionView(
         id=str(meta.get("name", "")),
-        language=str((obj.get("spec") or {}).get("language", "")),
+        language=str(spec.get("language", "")),
         status=phase,
         # the operator's queuedAt once it has queued it; before, the same time on every replica and in the
         # submit's own answer
@@ -143,4 +178,5 @@ def submission_view(obj: Mapping[str, Any]) -> SubmissionView:
         completed_at=parse_time(st.completed_at),
         outcome=outcome,
         message=st.message or "",
+        callback=callback,
     )

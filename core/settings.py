@@ -14,9 +14,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from monaco.core.callback import Policy
 from monaco.core.languages import SANDBOX_PATH, Registry
 
 # A Localhost profile's path under the kubelet's seccomp root: relative, no component starting with a dot.
@@ -60,6 +61,17 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(10, gt=0, le=3600, validation_alias=_env("HEADER_TIMEOUT_SECONDS"))
     body_timeout_seconds: float = Field(60, gt=0, le=3600, validation_alias=_env("BODY_TIMEOUT_SECONDS"))
     max_connections: int = Field(512, ge=1, le=1_000_000, validation_alias=_env("MAX_CONNECTIONS"))
+
+    # --- callbacks (core/callback.py): off while the allowlist is empty
+    # comma-separated hosts Monaco may POST results to: names, `*.example.com`, IP addresses, CIDRs
+    callback_allow: str = Field("", validation_alias=_env("CALLBACK_ALLOW"))
+    # comma-separated CIDRs never called (the cluster's pod and service networks, the sandbox network),
+    # besides loopback, link-local, multicast and the Kubernetes API, which are always refused
+    callback_deny: str = Field("", validation_alias=_env("CALLBACK_DENY"))
+    callback_attempts: int = Field(5, ge=1, le=20, validation_alias=_env("CALLBACK_ATTEMPTS"))
+    # the pause after the first failed attempt; it doubles after each further one (with +-50% jitter)
+    callback_backoff_seconds: float = Field(8, gt=0, le=3600, validation_alias=_env("CALLBACK_BACKOFF_SECONDS"))
+    callback_timeout_seconds: float = Field(5, gt=0, le=60, validation_alias=_env("CALLBACK_TIMEOUT_SECONDS"))
 
     # --- the embedded local back end
     data_dir: Path = Field(
@@ -156,6 +168,21 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("callback_allow", "callback_deny")
+    @classmethod
+    def _callback_lists(cls, value: str, info: ValidationInfo) -> str:
+        Policy.parse(value) if info.field_name == "callback_allow" else Policy.parse("", value)
+        return value
+
+    @cached_property
+    def callbacks(self) -> Policy:
+        """Where callbacks may go; the Kubernetes API's own address (in a pod) is always refused."""
+        return Policy.parse(
+            self.callback_allow, self.callback_deny, os.environ.get("KUBERNETES_SERVICE_HOST"),
+            attempts=self.callback_attempts, backoff_seconds=self.callback_backoff_seconds,
+            timeout_seconds=self.callback_timeout_seconds,
+        )  # fmt: skip
 
     @property
     def database(self) -> Path:

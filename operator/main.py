@@ -22,6 +22,7 @@ from monaco.core.models import Status, utcnow
 from monaco.core.settings import Settings
 from monaco.operator import metrics, names, state
 from monaco.operator.admission import Admission, Indexes
+from monaco.operator.callbacks import Callbacks
 from monaco.operator.cleanup import sweep
 from monaco.operator.cluster import Cluster
 from monaco.operator.collect import Collector
@@ -50,6 +51,7 @@ class Context:
     task: asyncio.Task[None] | None = None
 
     pool: Pool | None = None
+    callbacks: Callbacks | None = None
 
     @classmethod
     def create(cls, settings: Settings, cluster: Cluster) -> Context:
@@ -58,7 +60,7 @@ class Context:
         admission = Admission(settings, cluster, pool=warm_pool)
         collector = Collector(settings, cluster, admission.wake, admission.inflight)
         warm.sink = collector.streamed
-        return cls(settings, cluster, admission, collector, pool=warm)
+        return cls(settings, cluster, admission, collector, pool=warm, callbacks=Callbacks(settings, cluster))
 
 
 def _ctx(memo: Any) -> Context:
@@ -175,6 +177,8 @@ async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
             await ctx.admission.queue_missed(ix)
             await ctx.admission.admit_next(ix)
             await ctx.collector.check(ix)
+            if ctx.callbacks is not None:
+                await ctx.callbacks.check(ix.submissions)
             if ctx.pool is not None:  # also drains what an earlier release's pools left behind
                 await ctx.pool.reconcile(ix.pool_pods, ix.pool_jobs, ix.submissions)
             now = clock()

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from monaco.core.models import Status
 from monaco.core.models import parse_time as parse_time  # admission.py imports it from here
-from monaco.core.resource import submitted_at
+from monaco.core.resource import callback_due, submitted_at
 from monaco.operator import names
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,6 +37,7 @@ class SubmissionRecord:
     job_name: str = ""  # status.jobName: the cold Job's child name, or a claimed pool Job's
     judged: bool = False  # its spec has expected outputs or test cases: its result needs the spec
     cases: int = 0  # how many test cases its run has (one envelope each)
+    callback_due: datetime | None = None  # when its callback's next attempt may begin (operator/callbacks.py)
 
     @property
     def finished(self) -> bool:
@@ -68,6 +69,7 @@ def submission_record(body: Mapping[str, Any]) -> SubmissionRecord:
         job_name=str(status.get("jobName") or ""),
         judged=spec.get("expectedOutput") is not None or bool(spec.get("testCases")),
         cases=len(spec.get("testCases") or ()),
+        callback_due=callback_due(body),
     )
 
 

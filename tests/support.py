@@ -112,3 +112,57 @@ def served(**env: str) -> Iterator[str]:
             yield f"http://127.0.0.1:{port}"
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class Receiver:
+    """A callback receiver on 127.0.0.1 and a free port: answers each POST with the next of `answers`
+    (a status code, or (code, headers)), 200 once they run out, and records what it received."""
+
+    def __init__(self, *answers: int | tuple[int, dict[str, str]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.answers = list(answers)
+        self.received: list[tuple[str, dict[str, str], bytes]] = []  # (path, headers, body)
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    receiver.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    answer = receiver.answers.pop(0) if receiver.answers else 200
+                code, headers = (answer, {}) if isinstance(answer, int) else answer
+                self.send_response(code)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def bodies(self) -> list[Any]:
+        import json
+
+        with self.lock:
+            return [json.loads(body) for _, _, body in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

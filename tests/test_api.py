@@ -169,7 +169,7 @@ class _DownBackend:
     async def stop(self) -> None: ...
 
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None) -> SubmissionView:
+                     spec: RunSpec | None = None, callback_url: str | None = None) -> SubmissionView:
         raise StoreUnavailable("the store is unreachable: disk I/O error")
 
     async def get(self, submission_id: str) -> SubmissionView | None:

@@ -12,8 +12,9 @@ import yaml
 
 from monaco.core import crd
 from monaco.core import resource as r
-from monaco.core.models import CaseResult, Outcome, Status, Verdict
+from monaco.core.models import CallbackState, CaseResult, Outcome, Status, Verdict
 from monaco.operator import results
+from monaco.operator.callbacks import callback_status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,6 +97,7 @@ def test_status_declares_every_field_the_operator_writes() -> None:
     now = datetime.now(UTC)
     written = set(results.finished_status(full, now).wire())
     written |= set(results.queued_status(now).wire()) | set(results.running_status(now, "pool-python-x", True).wire())
+    written |= set(callback_status(CallbackState(), now).wire())
     assert written <= declared
     assert declared - written == set()  # and nothing declared is never written
 

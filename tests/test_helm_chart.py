@@ -491,6 +491,28 @@ def test_network_policies_allow_only_the_kubernetes_api(helm: list[str], value_s
             assert len(egress) == 1
 
 
+def test_callbacks_open_the_operators_egress_only_when_on(helm: list[str]) -> None:
+    def env_and_egress(*extra: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        docs = render(helm, "default", *extra)
+        for component in ("api", "operator"):
+            [container] = one(docs, "Deployment", f"monaco-{component}")["spec"]["template"]["spec"]["containers"]
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["MONACO_CALLBACK_ALLOW"] == (extra[1].split("=", 1)[1].replace("\\,", ",") if extra else "")
+        api = one(docs, "NetworkPolicy", "monaco-api")["spec"]["egress"]
+        assert all(p["port"] not in (80, 53) for rule in api for p in rule["ports"])  # the API never calls out
+        return env, one(docs, "NetworkPolicy", "monaco-operator")["spec"]["egress"]
+
+    env, egress = env_and_egress()
+    assert len(egress) == 1 and env["MONACO_CALLBACK_DENY"] == "10.96.0.0/12,10.244.0.0/16"
+    peer = [{"ipBlock": {"cidr": "203.0.113.0/24"}}]
+    env, egress = env_and_egress("--set", "callbacks.allow=hooks.example.com\\,203.0.113.0/24",
+                                 "--set-json", f"callbacks.egressTo={json.dumps(peer)}")
+    _kube, hooks, dns = egress
+    assert hooks == {"ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 443}], "to": peer}
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert env["MONACO_CALLBACK_ATTEMPTS"] == "5" and env["MONACO_CALLBACK_BACKOFF_SECONDS"] == "8"
+
+
 def test_all_on_renders_every_optional_part(helm: list[str]) -> None:
     docs = render(helm, "all-on")
     ingress = one(docs, "Ingress", "monaco-api")["spec"]

@@ -702,35 +702,42 @@ async def test_kubeconfig_is_used_without_a_client(
         await backend.stop()
 
 
-async def test_the_http_contract_on_this_back_end(fake: FakeApiServer) -> None:
+@contextlib.asynccontextmanager
+async def http_on(fake: FakeApiServer, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The whole app on this back end, started, and a client of it."""
     api_client = client.ApiClient(client.Configuration(host=fake.url))
-    settings = make_settings()
+    settings = make_settings(**overrides)
     app = create_app(settings, KubernetesBackend(settings, Metrics(), api_client))
     try:
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http,
         ):
-            response = await http.post("/submit", json={"language": "python", "code": "print(1)"})
-            assert response.status_code == 202, response.text
-            sid = response.json()["id"]
-            assert (await http.get("/status", params={"id": sid})).json()["status"] == "pending"
-            fake.set_status(sid, phase="running")
-            await wait_until(lambda: _running(http, sid), 5, "running over HTTP")
-            stats = (await http.get("/queue-stats")).json()
-            assert stats["queue_stats"] == {"queue_length": 0, "max_workers": 2, "running_jobs": 1}
-            cancelled = await http.delete(f"/submissions/{sid}")
-            assert cancelled.status_code == 200 and cancelled.json()["verdict"] == "cancelled"
-            assert (await http.get("/result", params={"id": sid})).json()["message"] == "cancelled by request"
-            # what the API server's own validation refuses is the client's to change: a 400 in its words
-            cause = {"field": "spec.code", "message": "Invalid value: rejected by a policy"}
-            fake.fail_next("POST", 422, _status_body(422, "Invalid", "CodeSubmission is invalid", causes=[cause]))
-            refused = await http.post("/submit", json={"language": "python", "code": "print(2)"})
-            assert refused.status_code == 400
-            assert refused.json()["error"] == "spec.code: Invalid value: rejected by a policy"
-            assert (await http.get("/readyz")).status_code == 200
+            yield http
     finally:
         api_client.close()  # type: ignore[no-untyped-call]
+
+
+async def test_the_http_contract_on_this_back_end(fake: FakeApiServer) -> None:
+    async with http_on(fake) as http:
+        response = await http.post("/submit", json={"language": "python", "code": "print(1)"})
+        assert response.status_code == 202, response.text
+        sid = response.json()["id"]
+        assert (await http.get("/status", params={"id": sid})).json()["status"] == "pending"
+        fake.set_status(sid, phase="running")
+        await wait_until(lambda: _running(http, sid), 5, "running over HTTP")
+        stats = (await http.get("/queue-stats")).json()
+        assert stats["queue_stats"] == {"queue_length": 0, "max_workers": 2, "running_jobs": 1}
+        cancelled = await http.delete(f"/submissions/{sid}")
+        assert cancelled.status_code == 200 and cancelled.json()["verdict"] == "cancelled"
+        assert (await http.get("/result", params={"id": sid})).json()["message"] == "cancelled by request"
+        # what the API server's own validation refuses is the client's to change: a 400 in its words
+        cause = {"field": "spec.code", "message": "Invalid value: rejected by a policy"}
+        fake.fail_next("POST", 422, _status_body(422, "Invalid", "CodeSubmission is invalid", causes=[cause]))
+        refused = await http.post("/submit", json={"language": "python", "code": "print(2)"})
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "spec.code: Invalid value: rejected by a policy"
+        assert (await http.get("/readyz")).status_code == 200
 
 
 async def _running(http: httpx.AsyncClient, sid: str) -> bool:
@@ -766,3 +773,33 @@ async def test_the_judge_fields_go_into_the_spec_and_results_come_back(fake: Fak
         assert body["verdict"] == "wrong_answer" and body["status"] == "failed"
         assert [c["verdict"] for c in body["testCases"]] == ["wrong_answer", "runtime_error"]
         assert body["testCases"][1]["signal"] == 11 and body["signal"] is None and body["signalName"] is None
+
+
+async def test_a_callback_url_goes_into_the_spec_and_its_delivery_comes_back_in_the_result(
+    fake: FakeApiServer,
+) -> None:
+    async with http_on(fake, callback_allow="hooks.example.com") as http:
+        refused = await http.post("/submit", json={"code": "print(1)", "callbackUrl": "http://10.96.0.1/"})
+        assert refused.status_code == 400 and "not on this server's callback allowlist" in refused.json()["error"]
+        assert fake.objects == {}
+        url = "https://hooks.example.com/monaco?t=1"
+        response = await http.post("/submit", json={"code": "print(1)", "callbackUrl": url})
+        assert response.status_code == 202, response.text
+        sid = response.json()["id"]
+        assert fake.objects[sid]["spec"]["callbackUrl"] == url
+        result = (await http.get("/result", params={"id": sid})).json()
+        assert result["callback"] == {"state": "pending", "attempts": 0, "lastError": None}
+        fake.set_status(sid, phase="completed", verdict="ok", output="1\n", completedAt=_now_seconds(),
+                        callback={"state": "failed", "attempts": 5, "lastError": "HTTP 503",
+                                  "nextAttemptAt": _now_seconds()})  # fmt: skip
+
+        async def settled() -> bool:
+            body = (await http.get("/result", params={"id": sid})).json()
+            return bool(body["callback"]["state"] == "failed")
+
+        await wait_until(settled, 5, "the callback state over HTTP")
+        result = (await http.get("/result", params={"id": sid})).json()
+        assert result["callback"] == {"state": "failed", "attempts": 5, "lastError": "HTTP 503"}
+        plain = (await http.post("/submit", json={"code": "print(1)"})).json()["id"]
+        assert "callbackUrl" not in fake.objects[plain]["spec"]
+        assert (await http.get("/result", params={"id": plain})).json()["callback"] is None

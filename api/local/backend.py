@@ -20,10 +20,11 @@ from monaco.api.drain import DrainRate
 from monaco.api.metrics import Metrics
 from monaco.core.envelope import compile_outcome, decide, decide_cases, oom_outcome
 from monaco.core.languages import Language
-from monaco.core.models import Limits, Outcome, RunSpec, Status, SubmissionView, Verdict, utcnow
+from monaco.core.models import CallbackState, Limits, Outcome, RunSpec, Status, SubmissionView, Verdict, utcnow
 from monaco.core.phase import COMPILE, RUN
 from monaco.core.settings import Settings
 
+from .callbacks import Deliveries
 from .sandbox import PhaseRun, Sandbox
 from .store import Store
 
@@ -54,6 +55,7 @@ class LocalBackend:
         self.registry = settings.registry
         self.store = Store(settings.database)
         self.sandbox = Sandbox(settings)
+        self.callbacks = Deliveries(self.store, settings.callbacks, metrics)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._active: dict[str, _Job] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -79,6 +81,9 @@ class LocalBackend:
             asyncio.create_task(self._worker(slot), name=f"worker-{slot}") for slot in range(self.settings.max_workers)
         ]
         self._janitor = asyncio.create_task(self._prune_forever(), name="janitor")
+        resumed = self.callbacks.resume()
+        if resumed:
+            log.info("resumed callback deliveries", extra={"pending": resumed})
         self._started = True
         self._gauges()
 
@@ -93,6 +98,7 @@ class LocalBackend:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers = []
+        await self.callbacks.stop()
         await asyncio.to_thread(self.store.close)
         self.sandbox.close()
 
@@ -105,14 +111,17 @@ class LocalBackend:
 
     # ---- the contract
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None) -> SubmissionView:
+                     spec: RunSpec | None = None, callback_url: str | None = None) -> SubmissionView:
         spec = spec or RunSpec()
         waiting = self._queue.qsize()
         if waiting >= self.settings.queue_size:
             raise QueueFull(self.settings.queue_size, self._retry_after(waiting))
-        view = SubmissionView(id=str(uuid.uuid4()), language=language.name, status=Status.QUEUED, queued_at=utcnow())
+        view = SubmissionView(
+            id=str(uuid.uuid4()), language=language.name, status=Status.QUEUED, queued_at=utcnow(),
+            callback=CallbackState() if callback_url else None,
+        )  # fmt: skip
         try:
-            await self.store.insert(view, code, stdin, limits, spec)
+            await self.store.insert(view, code, stdin, limits, spec, callback_url)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the submission could not be stored: {exc}") from exc
         self._total += 1
@@ -255,6 +264,8 @@ class LocalBackend:
             self._active.pop(view.id, None)
             job.done.set()
         self.metrics.observe_finished(final)
+        if final.callback is not None and (url := self.store.callback_url(view.id)):
+            self.callbacks.schedule(view.id, url)
 
     async def _prune_forever(self) -> None:
         retention = timedelta(hours=self.settings.retention_hours)

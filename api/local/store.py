@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monaco.core.models import Limits, Outcome, RunSpec, Status, SubmissionView, Verdict, parse_time
+from monaco.core.models import CallbackState, Limits, Outcome, RunSpec, Status, SubmissionView, Verdict, parse_time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -44,6 +44,19 @@ CREATE TABLE IF NOT EXISTS submissions (
 CREATE INDEX IF NOT EXISTS submissions_status ON submissions(status, seq);
 CREATE INDEX IF NOT EXISTS submissions_completed ON submissions(completed_at);
 """
+# Added with callbacks; ALTER TABLE brings a database of an earlier release up to date.
+_CALLBACK_COLUMNS = {
+    "callback_url": "TEXT",
+    "callback_state": "TEXT",  # pending | delivered | failed; NULL without a callback
+    "callback_attempts": "INTEGER NOT NULL DEFAULT 0",
+    "callback_error": "TEXT",
+    "callback_next": "TEXT",  # ISO time of the next attempt
+}
+_CALLBACK_INDEX = "CREATE INDEX IF NOT EXISTS submissions_callback ON submissions(callback_state)"
+_VIEW_COLUMNS = (
+    "id, language, status, queued_at, started_at, completed_at, outcome, message,"
+    " callback_state, callback_attempts, callback_error"
+)
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -56,6 +69,21 @@ class StoredSubmission:
     limits: Limits
     attempts: int
     spec: RunSpec
+
+
+@dataclass(frozen=True)
+class PendingCallback:
+    id: str
+    url: str
+    attempts: int
+    due: datetime | None
+
+
+def _callback(row: sqlite3.Row) -> CallbackState | None:
+    if not row["callback_state"]:
+        return None
+    return CallbackState(state=row["callback_state"], attempts=row["callback_attempts"],
+                         last_error=row["callback_error"])
 
 
 def _row_to_view(row: sqlite3.Row) -> SubmissionView:
@@ -71,6 +99,7 @@ def _row_to_view(row: sqlite3.Row) -> SubmissionView:
         completed_at=parse_time(row["completed_at"]),
         outcome=outcome,
         message=row["message"],
+        callback=_callback(row),
     )
 
 
@@ -90,9 +119,13 @@ class Store:
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         writer = self._connect()
         writer.executescript(_SCHEMA)
-        columns = {row["name"] for row in writer.execute("PRAGMA table_info(submissions)")}
-        if "spec" not in columns:  # a store from before the judge's fields: every old row asked for none
+        have = {row["name"] for row in writer.execute("PRAGMA table_info(submissions)")}
+        if "spec" not in have:  # a store from before the judge's fields: every old row asked for none
             writer.execute("ALTER TABLE submissions ADD COLUMN spec TEXT NOT NULL DEFAULT '{}'")
+        for column, kind in _CALLBACK_COLUMNS.items():
+            if column not in have:
+                writer.execute(f"ALTER TABLE submissions ADD COLUMN {column} {kind}")
+        writer.execute(_CALLBACK_INDEX)
         writer.commit()
         self._reader = self._connect()
         self._thread = threading.Thread(target=self._write_loop, args=(writer,), name="monaco-store", daemon=True)
@@ -175,13 +208,13 @@ class Store:
 
     # ---- operations
     async def insert(self, view: SubmissionView, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None) -> None:
+                     spec: RunSpec | None = None, callback_url: str | None = None) -> None:
         spec_json = (spec or RunSpec()).model_dump_json(by_alias=True, exclude_defaults=True)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO submissions (id, language, code, input, timeout_seconds, memory_mb, status, queued_at,"
-                " spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " spec, callback_url, callback_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     view.id,
                     view.language,
@@ -192,10 +225,37 @@ class Store:
                     view.status.value,
                     view.queued_at.isoformat(),
                     spec_json,
+                    callback_url,
+                    "pending" if callback_url else None,
                 ),
             )
 
         await self.write(op)
+
+    async def record_callback(self, submission_id: str, state: CallbackState, due: datetime | None) -> None:
+        """The delivery's progress after an attempt (`due`: when the next one is, if any)."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE submissions SET callback_state = ?, callback_attempts = ?, callback_error = ?,"
+                " callback_next = ? WHERE id = ?",
+                (state.state, state.attempts, state.last_error, due.isoformat() if due else None, submission_id),
+            )
+
+        await self.write(op)
+
+    def pending_callbacks(self) -> list[PendingCallback]:
+        """Finished submissions whose callback is still to be delivered: after a restart, these resume."""
+        rows = self.reader.execute(
+            "SELECT id, callback_url, callback_attempts, callback_next FROM submissions"
+            " WHERE callback_state = 'pending' AND status IN ('completed', 'failed') ORDER BY seq"
+        ).fetchall()
+        return [PendingCallback(r["id"], r["callback_url"], r["callback_attempts"], parse_time(r["callback_next"]))
+                for r in rows]  # fmt: skip
+
+    def callback_url(self, submission_id: str) -> str | None:
+        row = self.reader.execute("SELECT callback_url FROM submissions WHERE id = ?", (submission_id,)).fetchone()
+        return row["callback_url"] if row else None
 
     async def mark_running(self, submission_id: str, started_at: datetime) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -280,8 +340,7 @@ class Store:
 
     def get(self, submission_id: str) -> SubmissionView | None:
         row = self.reader.execute(
-            "SELECT id, language, status, queued_at, started_at, completed_at, outcome, message"
-            " FROM submissions WHERE id = ?",
+            f"SELECT {_VIEW_COLUMNS} FROM submissions WHERE id = ?",
             (submission_id,),
         ).fetchone()
         return _row_to_view(row) if row else None

@@ -146,6 +146,16 @@ MONACO_RUNTIME_CLASS_NAME only when set (an empty value would not mean "none").
   value: {{ .Values.corsOrigins | quote }}
 - name: MONACO_ALLOWED_HOSTS
   value: {{ .Values.allowedHosts | quote }}
+- name: MONACO_CALLBACK_ALLOW
+  value: {{ .Values.callbacks.allow | quote }}
+- name: MONACO_CALLBACK_DENY
+  value: {{ .Values.callbacks.deny | quote }}
+- name: MONACO_CALLBACK_ATTEMPTS
+  value: {{ .Values.callbacks.attempts | int | quote }}
+- name: MONACO_CALLBACK_BACKOFF_SECONDS
+  value: {{ .Values.callbacks.backoffSeconds | quote }}
+- name: MONACO_CALLBACK_TIMEOUT_SECONDS
+  value: {{ .Values.callbacks.timeoutSeconds | quote }}
 - name: MONACO_LOG_JSON
   value: {{ .Values.logJson | toString | quote }}
 - name: MONACO_LOG_LEVEL
