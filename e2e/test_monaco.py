@@ -376,6 +376,45 @@ def test_burst_of_50_never_exceeds_max_workers_and_survives_operator_kills(api: 
     assert not [j for j in jobs if not j.get("status", {}).get("completionTime") and not j["status"].get("failed")]
 
 
+# ---- the judge's fields (issue 11) on the Kubernetes back end
+SQUARE_C = ('#include <stdio.h>\nint main(void) { long n; if (scanf("%ld", &n) != 1) return 2;\n'
+            '  printf("%ld\\n", n * n); }\n')
+
+
+def test_expected_output_and_wrong_answer(api: httpx.Client) -> None:
+    ok = run(api, "python", "print(int(input()) ** 2)", "12\n", expectedOutput="144")
+    assert ok["verdict"] == "ok", ok
+    wrong = run(api, "python", "print(int(input()) ** 2)", "12\n", expectedOutput="145")
+    assert wrong["verdict"] == "wrong_answer" and wrong["status"] == "failed", wrong
+
+
+def test_test_cases_compile_once_and_report_each(api: httpx.Client) -> None:
+    cases = [{"input": "2\n", "expectedOutput": "4"}, {"input": "3\n", "expectedOutput": "10"}, {"input": "x\n"}]
+    result = run(api, "c", SQUARE_C, testCases=cases)
+    assert [c["verdict"] for c in result["testCases"]] == ["ok", "wrong_answer", "runtime_error"], result
+    assert result["verdict"] == "wrong_answer" and result["output"] == "9\n", result
+
+
+def test_files_and_args(api: httpx.Client) -> None:
+    code = "import sys, helper\nprint(helper.greet(sys.argv[1:]))"
+    files = [{"name": "helper.py", "content": "def greet(names):\n    return ' & '.join(names)\n"}]
+    result = run(api, "python", code, args=["a b", "$(id)"], files=files)
+    assert result["verdict"] == "ok" and result["output"] == "a b & $(id)\n", result
+
+
+def test_compiler_options_and_merged_stderr(api: httpx.Client) -> None:
+    code = '#include <stdio.h>\nint main(void) { printf("%d\\n", VALUE); fflush(stdout); fprintf(stderr, "e\\n"); }\n'
+    result = run(api, "c", code, compilerOptions=["-O0", "-DVALUE=7"], redirectStderrToStdout=True)
+    assert result["verdict"] == "ok" and result["output"] == "7\ne\n" and result["stderr"] == "", result
+    refused = api.post("/submit", json={"language": "c", "code": code, "compilerOptions": ["-I/etc"]})
+    assert refused.status_code == 400 and "-I/etc" in refused.json()["error"]
+
+
+def test_signal_of_a_crash(api: httpx.Client) -> None:
+    result = run(api, "c", "int main(void) { volatile int *p = 0; return *p; }")
+    assert result["verdict"] == "runtime_error" and result["signalName"] == "SIGSEGV", result
+
+
 # ---- the warm path's own guarantees (warm pass only) -----------------------------------------------
 def _pool_pods(kubectl: Any, language: str, selector: str = IDLE) -> list[dict[str, Any]]:
     pods = kubectl.json("get", "pods", "-n", SANDBOX_NS, "-l", f"monaco.dev/pool={language},{selector}")["items"]
@@ -586,42 +625,3 @@ def test_uninstall_leaves_only_the_crd(kubectl: Any, release: None) -> None:
     )
     crd = json.loads(kubectl("get", "crd", "codesubmissions.monaco.dev", "-o", "json"))
     assert crd["spec"]["names"]["shortNames"] == ["csub"]  # kept, as the chart README says
-
-
-# ---- the judge's fields (issue 11) on the Kubernetes back end
-SQUARE_C = ('#include <stdio.h>\nint main(void) { long n; if (scanf("%ld", &n) != 1) return 2;\n'
-            '  printf("%ld\\n", n * n); }\n')
-
-
-def test_expected_output_and_wrong_answer(api: httpx.Client) -> None:
-    ok = run(api, "python", "print(int(input()) ** 2)", "12\n", expectedOutput="144")
-    assert ok["verdict"] == "ok", ok
-    wrong = run(api, "python", "print(int(input()) ** 2)", "12\n", expectedOutput="145")
-    assert wrong["verdict"] == "wrong_answer" and wrong["status"] == "failed", wrong
-
-
-def test_test_cases_compile_once_and_report_each(api: httpx.Client) -> None:
-    cases = [{"input": "2\n", "expectedOutput": "4"}, {"input": "3\n", "expectedOutput": "10"}, {"input": "x\n"}]
-    result = run(api, "c", SQUARE_C, testCases=cases)
-    assert [c["verdict"] for c in result["testCases"]] == ["ok", "wrong_answer", "runtime_error"], result
-    assert result["verdict"] == "wrong_answer" and result["output"] == "9\n", result
-
-
-def test_files_and_args(api: httpx.Client) -> None:
-    code = "import sys, helper\nprint(helper.greet(sys.argv[1:]))"
-    files = [{"name": "helper.py", "content": "def greet(names):\n    return ' & '.join(names)\n"}]
-    result = run(api, "python", code, args=["a b", "$(id)"], files=files)
-    assert result["verdict"] == "ok" and result["output"] == "a b & $(id)\n", result
-
-
-def test_compiler_options_and_merged_stderr(api: httpx.Client) -> None:
-    code = '#include <stdio.h>\nint main(void) { printf("%d\\n", VALUE); fflush(stdout); fprintf(stderr, "e\\n"); }\n'
-    result = run(api, "c", code, compilerOptions=["-O0", "-DVALUE=7"], redirectStderrToStdout=True)
-    assert result["verdict"] == "ok" and result["output"] == "7\ne\n" and result["stderr"] == "", result
-    refused = api.post("/submit", json={"language": "c", "code": code, "compilerOptions": ["-I/etc"]})
-    assert refused.status_code == 400 and "-I/etc" in refused.json()["error"]
-
-
-def test_signal_of_a_crash(api: httpx.Client) -> None:
-    result = run(api, "c", "int main(void) { volatile int *p = 0; return *p; }")
-    assert result["verdict"] == "runtime_error" and result["signalName"] == "SIGSEGV", result
