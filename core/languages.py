@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -58,6 +59,24 @@ class CompileLimits(_Model):
     output_file_mb: int = Field(64, ge=1, le=4096, description="RLIMIT_FSIZE of the compiler, in MiB")
 
 
+# Piston's names: a language, its aliases and its runtime are lower-case words such as `c++` or `python3.11`.
+PISTON_NAME_PATTERN = r"^[a-z0-9][a-z0-9+#._-]{0,31}$"
+JUDGE0_ID_MAX = 2**31 - 1
+
+
+class PistonRuntime(_Model):
+    """How the Piston v2 API (GET /api/v2/runtimes) shows a language; see api/compat/piston.py."""
+
+    language: str | None = Field(None, pattern=PISTON_NAME_PATTERN,
+                                 description="Piston's name of the language; defaults to the entry's name")
+    version: str = Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z.+_-]+$",
+                         description="the version Piston clients see and may ask for, e.g. 3.11.0")
+    aliases: list[Annotated[str, Field(pattern=PISTON_NAME_PATTERN)]] = Field(
+        default_factory=list, max_length=16, description="other names a Piston client may send as language")
+    runtime: str | None = Field(None, pattern=PISTON_NAME_PATTERN,
+                                description="Piston's runtime name (e.g. gcc), shown only when set")
+
+
 class Language(_Model):
     name: str = Field(pattern=NAME_PATTERN, description="the key of the entry")
     display_name: str = Field(min_length=1, description="name shown to users")
@@ -71,6 +90,17 @@ class Language(_Model):
     env: dict[str, str] = Field(default_factory=dict, description="extra environment of the compiler and the program")
     limits: RunLimits = Field(RunLimits(), description="limits of a run: defaults, and the most a request may ask for")
     compile_limits: CompileLimits = Field(CompileLimits(), description="limits of the compile step")
+    judge0_ids: list[Annotated[int, Field(ge=1, le=JUDGE0_ID_MAX)]] = Field(
+        default_factory=list, max_length=16,
+        description="the language_id values of the Judge0 API that run this language (Judge0 CE's own ids)")
+    piston: PistonRuntime | None = Field(
+        None, description="the Piston API's name, version and aliases; defaults to the entry's name and version")
+
+    @property
+    def piston_runtime(self) -> PistonRuntime:
+        """The Piston API's view of this language: the entry's own or one made of its name and version."""
+        runtime = self.piston or PistonRuntime(version=self.version)
+        return runtime if runtime.language else runtime.model_copy(update={"language": self.name})
 
     @property
     def compiles(self) -> bool:
@@ -97,11 +127,35 @@ class LanguageError(ValueError):
     """The registry file is unusable; the message says which entry and field."""
 
 
+_K = TypeVar("_K", int, str)
+
+
+def _unique_keys(pairs: Iterable[tuple[_K, Language]], what: str) -> dict[_K, Language]:
+    """A lookup table that refuses one key on two languages (a client's id must mean one language)."""
+    table: dict[_K, Language] = {}
+    for key, language in pairs:
+        other = table.setdefault(key, language)
+        if other is not language:
+            raise LanguageError(f"{what} {key!r} is given to both {other.name!r} and {language.name!r}; give it to one")
+    return table
+
+
 class Registry:
     def __init__(self, languages: dict[str, Language]) -> None:
         if not languages:
             raise LanguageError("the language registry is empty")
         self._languages = dict(sorted(languages.items()))
+        self._judge0 = _unique_keys(
+            ((i, lang) for lang in self._languages.values() for i in lang.judge0_ids), "the Judge0 id"
+        )
+        self._piston = _unique_keys(
+            (
+                (name, lang)
+                for lang in self._languages.values()
+                for name in dict.fromkeys([lang.piston_runtime.language or lang.name, *lang.piston_runtime.aliases])
+            ),
+            "the Piston name or alias",
+        )
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<registry>") -> Registry:
@@ -134,6 +188,13 @@ class Registry:
 
     def get(self, name: str) -> Language | None:
         return self._languages.get(name)
+
+    def by_judge0_id(self, language_id: int) -> Language | None:
+        return self._judge0.get(language_id)
+
+    def by_piston_name(self, name: str) -> Language | None:
+        """The language a Piston client names by its language name or one of its aliases."""
+        return self._piston.get(name)
 
     def __getitem__(self, name: str) -> Language:
         return self._languages[name]
