@@ -178,5 +178,5 @@ def test_pyston_compile_error_repeats_in_run_as_piston_does(url: str, loop: asyn
 def test_pyston_unknown_version_is_piston_s_400(url: str, loop: asyncio.AbstractEventLoop) -> None:
     from pyston.exceptions import ExecutionError  # type: ignore[import-untyped]
 
-    with pytest.raises(ExecutionError, match="python-2.7.18 runtime is unknown"):
+    with pytest.raises(ExecutionError, match=r"python-2\.7\.18 runtime is unknown"):
         piston(url, loop, lambda client: client.execute("python", [File("print(1)")], version="2.7.18"))
