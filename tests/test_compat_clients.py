@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import judge0  # type: ignore[import-untyped]
+import judge0
 import pytest
-from pyston import File, PystonClient  # type: ignore[import-untyped]
+from pyston import File, PystonClient
 
 from tests.compat_support import needs, needs_signal
 from tests.support import served
@@ -176,7 +176,7 @@ def test_pyston_compile_error_repeats_in_run_as_piston_does(url: str, loop: asyn
 
 @piston_warnings
 def test_pyston_unknown_version_is_piston_s_400(url: str, loop: asyncio.AbstractEventLoop) -> None:
-    from pyston.exceptions import ExecutionError  # type: ignore[import-untyped]
+    from pyston.exceptions import ExecutionError
 
     with pytest.raises(ExecutionError, match=r"python-2\.7\.18 runtime is unknown"):
         piston(url, loop, lambda client: client.execute("python", [File("print(1)")], version="2.7.18"))

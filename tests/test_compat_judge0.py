@@ -334,7 +334,8 @@ async def test_batches(client: httpx.AsyncClient) -> None:
     assert got.json() == {"submissions": [{"stdout": "1\n"}, None]}
     none_valid = await client.post("/judge0/submissions/batch", json={"submissions": [{"source_code": "x"}]})
     assert none_valid.status_code == 422
-    for body in ({"submissions": []}, {}, {"submissions": [{}] * 21}):
+    bodies: list[dict[str, Any]] = [{"submissions": []}, {}, {"submissions": [{}] * 21}]
+    for body in bodies:
         refused = await client.post("/judge0/submissions/batch", json=body)
         assert refused.status_code == 400 and "batch" in refused.json()["error"]
     too_many = await client.get("/judge0/submissions/batch", params={"tokens": ",".join(["a"] * 21)})

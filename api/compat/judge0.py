@@ -170,10 +170,12 @@ def _limit(body: dict[str, Any], key: str, errors: Errors, low: float, high: flo
 
 def _flag(body: dict[str, Any], key: str, errors: Errors) -> bool | None:
     value = body.get(key)
-    if value is None or isinstance(value, bool):
-        return value
+    if value is None:
+        return None
+    if value is True or value is False:
+        return bool(value)
     if value in ("true", "false"):
-        return value == "true"
+        return bool(value == "true")
     errors.setdefault(key, []).append("must be true or false")
     return None
 
@@ -510,7 +512,9 @@ async def create_batch(request: Request) -> Response:
     base64_encoded = _true(request, "base64_encoded")
     data = await routes.read_json(request, routes.BATCH_SUBMISSIONS * body_limit(settings))
     items = data.get("submissions")
-    count = len(items) if isinstance(items, list) else 0
+    if not isinstance(items, list):
+        items = []
+    count = len(items)
     if count > routes.MAX_BATCH:
         raise ApiError(400, f"number of submissions in a batch should be less than or equal to {routes.MAX_BATCH}")
     if count == 0:
