@@ -99,8 +99,9 @@ class Language(_Model):
     @property
     def piston_runtime(self) -> PistonRuntime:
         """The Piston API's view of this language: the entry's own or one made of its name and version."""
-        runtime = self.piston or PistonRuntime(version=self.version)
-        return runtime if runtime.language else runtime.model_copy(update={"language": self.name})
+        if self.piston is None:  # the entry's own version, free text such as "gcc 12": shown, matched exactly
+            return PistonRuntime.model_construct(language=self.name, version=self.version, aliases=[], runtime=None)
+        return self.piston if self.piston.language else self.piston.model_copy(update={"language": self.name})
 
     @property
     def compiles(self) -> bool:

@@ -204,3 +204,23 @@ async def test_a_segfault_has_piston_s_signal_name(client: httpx.AsyncClient) ->
                                       "files": [{"content": "int main(void) { return *(volatile int *)0; }"}]})
     run = response.json()["run"]
     assert (run["signal"], run["status"], run["code"]) == ("SIGSEGV", "SG", None)
+
+
+def test_a_language_without_a_piston_entry_is_offered_by_its_name_and_version() -> None:
+    registry = Registry.from_mapping({"languages": {"ruby": {
+        "displayName": "Ruby", "version": "Ruby 3.2 (yjit)", "image": "ruby:3.2", "sourceFile": "main.rb",
+        "run": "exec ruby main.rb", "judge0Ids": [72]}}})
+    assert p.runtimes(registry) == [{"language": "ruby", "version": "Ruby 3.2 (yjit)", "aliases": []}]
+    language, _body = p.to_monaco({"language": "ruby", "version": "*", "files": [{"content": "puts 1"}]}, registry)
+    assert language.name == "ruby"
+    assert registry.by_judge0_id(72) is registry["ruby"]
+
+
+def test_one_id_or_piston_name_on_two_languages_is_refused_at_load() -> None:
+    from monaco.core.languages import LanguageError
+
+    entry = {"displayName": "X", "version": "1", "image": "x", "sourceFile": "x", "run": "x"}
+    with pytest.raises(LanguageError, match="the Judge0 id 5 is given to both 'a' and 'b'"):
+        Registry.from_mapping({"languages": {"a": {**entry, "judge0Ids": [5]}, "b": {**entry, "judge0Ids": [5]}}})
+    with pytest.raises(LanguageError, match="the Piston name or alias 'a' is given to both 'a' and 'b'"):
+        Registry.from_mapping({"languages": {"a": entry, "b": {**entry, "piston": {"version": "1", "aliases": ["a"]}}}})
