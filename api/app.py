@@ -12,10 +12,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from monaco.api import playground, routes
 from monaco.api.backend import Backend
+from monaco.api.compat import judge0, piston
 from monaco.api.errors import ApiError, error_response
 from monaco.api.hosts import AllowedHosts
 from monaco.api.metrics import Metrics
@@ -40,15 +41,11 @@ def make_backend(settings: Settings, metrics: Metrics) -> Backend:
     return LocalBackend(settings, metrics)
 
 
-# Refusals of a submission that the route does not count itself (it counts 429 and 503 where it raises them).
-_REFUSED = {400: "bad_request", 413: "too_large", 415: "not_json"}
-
-
 async def _api_error(request: Request, exc: Exception) -> Response:
+    """A refused submission is counted here unless the route counted it (429 and 503, where it raises them)."""
     assert isinstance(exc, ApiError)
-    reason = _REFUSED.get(exc.status)
-    if reason is not None and request.method == "POST" and request.url.path.endswith("/submit"):
-        request.app.state.metrics.rejected.labels(reason).inc()
+    if request.method == "POST" and request.url.path.endswith(("/submit", "/submit/batch")):
+        routes.count_refusal(request.app.state.metrics, exc.status)
     return error_response(exc)
 
 
@@ -73,6 +70,16 @@ def _playground(path: str, api_routes: list[Route]) -> list[Route]:
     if assets or path in {route.path for route in api_routes}:
         raise ValueError(f"MONACO_PLAYGROUND_PATH={path} is a path of the API; choose another, such as /play/")
     return playground.routes(path)
+
+
+def _compat(settings: Settings) -> list[BaseRoute]:
+    """The Judge0 and Piston APIs (api/compat/), each unless its setting turns it off."""
+    mounted: list[BaseRoute] = []
+    if settings.judge0_api:
+        mounted.append(Mount("/judge0", routes=judge0.routes_list()))
+    if settings.piston_api:
+        mounted.extend(piston.routes_list())
+    return mounted
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Starlette:
@@ -105,6 +112,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         )
     api_routes = [
         Route("/submit", routes.submit, methods=["POST"]),
+        Route("/submit/batch", routes.submit_batch, methods=["POST"]),
+        Route("/results", routes.results, methods=["GET"]),
         Route("/status", routes.status, methods=["GET"]),
         Route("/result", routes.result, methods=["GET"]),
         Route("/submissions/{id}", routes.cancel, methods=["DELETE"]),
@@ -116,7 +125,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     app = Starlette(
-        routes=api_routes + _playground(settings.playground_path, api_routes),
+        routes=[*api_routes, *_compat(settings), *_playground(settings.playground_path, api_routes)],
         middleware=middleware,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

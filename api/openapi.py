@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from monaco.api.routes import MAX_BATCH
 from monaco.core.models import CaseResult, Status, SubmitRequest, Verdict
 
 
@@ -172,6 +173,47 @@ def _build(version: str) -> dict[str, Any]:
                     },
                 }
             },
+            "/submit/batch": {
+                "post": {
+                    "summary": f"Queue up to {MAX_BATCH} programs; each item is accepted or refused on its own",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {
+                            "type": "object",
+                            "required": ["submissions"],
+                            "properties": {"submissions": {
+                                "type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": submit_schema,
+                            }},
+                        }}},
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "one entry per item, in order: its id, or why it was refused",
+                            "content": json_of("BatchAccepted"),
+                        },
+                        "400": _error("not a JSON object with a non-empty 'submissions' list"),
+                        "413": _error(f"more than {MAX_BATCH} submissions, or a body over the limit"),
+                        "415": _error("the body is not declared as 'Content-Type: application/json'"),
+                    },
+                }
+            },
+            "/results": {
+                "get": {
+                    "summary": f"The results of up to {MAX_BATCH} submissions",
+                    "parameters": [{
+                        "name": "ids", "in": "query", "required": True, "schema": {"type": "string"},
+                        "description": "comma-separated ids from POST /submit or POST /submit/batch",
+                    }],
+                    "responses": {
+                        "200": {
+                            "description": "one entry per id, in order: its result, or not found",
+                            "content": json_of("Results"),
+                        },
+                        "400": _error(f"no ids, more than {MAX_BATCH}, or an id too long to be one"),
+                        "503": _error("the store is unreachable"),
+                    },
+                }
+            },
             "/submissions/{id}": {
                 "delete": {
                     "summary": "Cancel a queued or running submission",
@@ -225,6 +267,18 @@ def _build(version: str) -> dict[str, Any]:
                     },
                 },
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "BatchAccepted": {"type": "object", "properties": {"submissions": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"}, "error": {"type": "string"}, "status": {"type": "integer"},
+                    },
+                }}}},
+                "Results": {"type": "object", "properties": {"results": {"type": "array", "items": {
+                    "type": "object", "required": ["id"],
+                    "properties": {
+                        **result_props, "error": {"type": "string"}, "status": {"type": ["string", "integer"]},
+                    },
+                }}}},
             }
         },
     }

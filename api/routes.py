@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -19,12 +20,8 @@ from monaco.core.phase import LimitError, resolve_limits
 from monaco.core.settings import Settings
 
 _BODY_SLACK = 16 * 1024  # JSON quoting and the other fields around code and input
-
-
-def _max_body(settings: Settings) -> int:
-    """Code (with its extra files) and inputs (with the expected outputs) at their limits, the arguments and
-    the JSON around them: each field's own bound then says which one is too large."""
-    return settings.max_code_bytes + settings.max_input_bytes + MAX_ARGS_TOTAL_BYTES + _BODY_SLACK
+# A batch body may be this many submissions' worth of bytes: room for 20 small programs, not 20 of the largest.
+BATCH_SUBMISSIONS = 4
 
 
 def _state(request: Request) -> tuple[Settings, Backend, Metrics]:
@@ -58,11 +55,34 @@ def _wait_seconds(request: Request, settings: Settings) -> float | None:
     return wait
 
 
-async def submit(request: Request) -> Response:
+# Refusals of a submission by status, as the metric monaco_submissions_rejected_total counts them.
+REFUSED = {400: "bad_request", 413: "too_large", 415: "not_json", 422: "bad_request"}
+MAX_BATCH = 20  # submissions in one POST /submit/batch, ids in one GET /results
+
+
+def count_refusal(metrics: Metrics, status: int) -> None:
+    reason = REFUSED.get(status)
+    if reason is not None:
+        metrics.rejected.labels(reason).inc()
+
+
+def submit_body_limit(settings: Settings) -> int:
+    """The most bytes one submission's JSON may take: code (with its extra files) and inputs (with the
+    expected outputs) at their limits, the arguments and the JSON around them; each field's own bound then
+    says which one is too large."""
+    return settings.max_code_bytes + settings.max_input_bytes + MAX_ARGS_TOTAL_BYTES + _BODY_SLACK
+
+
+def submit_fields() -> set[str]:
+    """The keys of a submission body that Monaco reads (it ignores others); the compatibility APIs refuse
+    a field of theirs that would translate to a key outside this set, rather than drop it unseen."""
+    return {field.alias or name for name, field in SubmitRequest.model_fields.items()}
+
+
+async def accept(request: Request, data: dict[str, Any]) -> SubmissionView:
+    """Validate one submission body and store it: the one path of POST /submit, its batches and the
+    compatibility APIs. Raises ApiError (400, 413, 429, 503); counts 429 and 503 and what it accepts."""
     settings, backend, metrics = _state(request)
-    wait = _wait_seconds(request, settings)
-    require_json(request)
-    data = parse_object(await read_body(request, _max_body(settings)))
     try:
         req = SubmitRequest.model_validate(data)
     except ValidationError as exc:
@@ -108,11 +128,81 @@ async def submit(request: Request) -> Response:
     except Invalid as exc:
         raise ApiError(400, str(exc)) from None
     metrics.submitted.labels(language.name).inc()
+    return view
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The JSON object of a request's body: declared as JSON, at most `limit` bytes."""
+    require_json(request)
+    return parse_object(await read_body(request, limit))
+
+
+async def submit(request: Request) -> Response:
+    settings, backend, _metrics = _state(request)
+    wait = _wait_seconds(request, settings)
+    view = await accept(request, await read_json(request, submit_body_limit(settings)))
     if wait:
         done = await backend.wait(view.id, wait)
         if done is not None and done.status.finished:
             return JSONResponse(done.result_body(), status_code=200)
     return JSONResponse({"id": view.id}, status_code=202)
+
+
+async def submit_batch(request: Request) -> Response:
+    """Up to MAX_BATCH submissions in one body; each is accepted or refused on its own, in order."""
+    settings, _backend, metrics = _state(request)
+    data = await read_json(request, BATCH_SUBMISSIONS * submit_body_limit(settings))
+    items = data.get("submissions")
+    if not isinstance(items, list) or not items:
+        shape = '{"submissions": [<submission>, ...]}'
+        raise ApiError(400, f"send {shape}: a list of 1 to {MAX_BATCH} POST /submit bodies")
+    if len(items) > MAX_BATCH:
+        raise ApiError(413, f"the batch holds {len(items)} submissions; send at most {MAX_BATCH} in one request")
+    answers: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise ApiError(400, f"submissions[{index}] must be a JSON object such as a POST /submit body")
+            answers.append({"id": (await accept(request, item)).id})
+        except ApiError as exc:
+            if exc.status not in (429, 503):  # accept counted those itself
+                count_refusal(metrics, exc.status)
+            answers.append({"error": exc.message, "status": exc.status})
+    return JSONResponse({"submissions": answers}, status_code=202)
+
+
+def id_list(raw: str, what: str) -> list[str]:
+    """Comma-separated submission ids, 1 to MAX_BATCH of them, each a plausible id."""
+    ids = [part.strip() for part in raw.split(",") if part.strip()]
+    if not ids:
+        raise ApiError(400, f"'{what}' is required: comma-separated submission ids, e.g. ?{what}=<id>,<id>")
+    if len(ids) > MAX_BATCH:
+        raise ApiError(400, f"'{what}' holds {len(ids)} ids; ask for at most {MAX_BATCH} in one request")
+    for submission_id in ids:
+        if len(submission_id) > 128:
+            raise ApiError(400, f"'{what}' holds an id of {len(submission_id)} characters; an id has at most 128")
+    return ids
+
+
+async def find_many(request: Request, ids: list[str]) -> list[SubmissionView | None]:
+    _settings, backend, _metrics = _state(request)
+    try:
+        return [await backend.get(submission_id) for submission_id in ids]
+    except StoreUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
+
+
+async def results(request: Request) -> Response:
+    ids = id_list(request.query_params.get("ids", ""), "ids")
+    found = await find_many(request, ids)
+    return JSONResponse(
+        {
+            "results": [
+                view.result_body() if view else {"id": submission_id, "error": "not found", "status": 404}
+                for submission_id, view in zip(ids, found, strict=True)
+            ]
+        }
+    )
 
 
 def _submission_id(request: Request) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
@@ -43,8 +43,10 @@ def _field_list(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
         if name in skip:
             continue
         part = (field.alias or name) + ("*" if field.is_required() else "")
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            part += " {" + _field_list(field.annotation) + "}"
+        nested = [t for t in (field.annotation, *get_args(field.annotation)) if isinstance(t, type)]
+        models = [t for t in nested if issubclass(t, BaseModel)]
+        if models:  # a model, or an optional one
+            part += " {" + _field_list(models[0]) + "}"
         parts.append(part)
     return ", ".join(parts)
 

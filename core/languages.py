@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+from collections.abc import Iterable
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -65,6 +66,24 @@ class CompileLimits(_Model):
     output_file_mb: int = Field(64, ge=1, le=4096, description="RLIMIT_FSIZE of the compiler, in MiB")
 
 
+# Piston's names: a language, its aliases and its runtime are lower-case words such as `c++` or `python3.11`.
+PISTON_NAME_PATTERN = r"^[a-z0-9][a-z0-9+#._-]{0,31}$"
+JUDGE0_ID_MAX = 2**31 - 1
+
+
+class PistonRuntime(_Model):
+    """How the Piston v2 API (GET /api/v2/runtimes) shows a language; see api/compat/piston.py."""
+
+    language: str | None = Field(None, pattern=PISTON_NAME_PATTERN,
+                                 description="Piston's name of the language; defaults to the entry's name")
+    version: str = Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z.+_-]+$",
+                         description="the version Piston clients see and may ask for, e.g. 3.11.0")
+    aliases: list[Annotated[str, Field(pattern=PISTON_NAME_PATTERN)]] = Field(
+        default_factory=list, max_length=16, description="other names a Piston client may send as language")
+    runtime: str | None = Field(None, pattern=PISTON_NAME_PATTERN,
+                                description="Piston's runtime name (e.g. gcc), shown only when set")
+
+
 class Language(_Model):
     name: str = Field(pattern=NAME_PATTERN, description="the key of the entry")
     display_name: str = Field(min_length=1, description="name shown to users")
@@ -88,6 +107,18 @@ class Language(_Model):
     )
     limits: RunLimits = Field(RunLimits(), description="limits of a run: defaults, and the most a request may ask for")
     compile_limits: CompileLimits = Field(CompileLimits(), description="limits of the compile step")
+    judge0_ids: list[Annotated[int, Field(ge=1, le=JUDGE0_ID_MAX)]] = Field(
+        default_factory=list, max_length=16,
+        description="the language_id values of the Judge0 API that run this language (Judge0 CE's own ids)")
+    piston: PistonRuntime | None = Field(
+        None, description="the Piston API's name, version and aliases; defaults to the entry's name and version")
+
+    @property
+    def piston_runtime(self) -> PistonRuntime:
+        """The Piston API's view of this language: the entry's own or one made of its name and version."""
+        if self.piston is None:  # the entry's own version, free text such as "gcc 12": shown, matched exactly
+            return PistonRuntime.model_construct(language=self.name, version=self.version, aliases=[], runtime=None)
+        return self.piston if self.piston.language else self.piston.model_copy(update={"language": self.name})
 
     @property
     def compiles(self) -> bool:
@@ -137,6 +168,19 @@ class LanguageError(ValueError):
     """The registry file is unusable; the message says which entry and field."""
 
 
+_K = TypeVar("_K", int, str)
+
+
+def _unique_keys(pairs: Iterable[tuple[_K, Language]], what: str) -> dict[_K, Language]:
+    """A lookup table that refuses one key on two languages (a client's id must mean one language)."""
+    table: dict[_K, Language] = {}
+    for key, language in pairs:
+        other = table.setdefault(key, language)
+        if other is not language:
+            raise LanguageError(f"{what} {key!r} is given to both {other.name!r} and {language.name!r}; give it to one")
+    return table
+
+
 class Registry:
     def __init__(self, languages: dict[str, Language], absent: dict[str, list[str]] | None = None) -> None:
         if not languages:
@@ -144,6 +188,17 @@ class Registry:
         self._languages = dict(sorted(languages.items()))
         # Languages of the file whose toolchain is not installed here: name -> the executables missing.
         self.absent: dict[str, list[str]] = dict(sorted((absent or {}).items()))
+        self._judge0 = _unique_keys(
+            ((i, lang) for lang in self._languages.values() for i in lang.judge0_ids), "the Judge0 id"
+        )
+        self._piston = _unique_keys(
+            (
+                (name, lang)
+                for lang in self._languages.values()
+                for name in dict.fromkeys([lang.piston_runtime.language or lang.name, *lang.piston_runtime.aliases])
+            ),
+            "the Piston name or alias",
+        )
 
     def installed(self, path: str) -> Registry:
         """The languages whose toolchain `path` holds (what the local back end can run); the others in `absent`."""
@@ -194,6 +249,13 @@ class Registry:
 
     def get(self, name: str) -> Language | None:
         return self._languages.get(name)
+
+    def by_judge0_id(self, language_id: int) -> Language | None:
+        return self._judge0.get(language_id)
+
+    def by_piston_name(self, name: str) -> Language | None:
+        """The language a Piston client names by its language name or one of its aliases."""
+        return self._piston.get(name)
 
     def __getitem__(self, name: str) -> Language:
         return self._languages[name]

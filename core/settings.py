@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
     # the path of the browser playground (api/playground.py); empty turns it off
     playground_path: str = Field("/", validation_alias=_env("PLAYGROUND_PATH"))
+    # the compatibility APIs (api/compat/): Judge0 CE 1.13's under /judge0, Piston v2's at /api/v2/
+    judge0_api: bool = Field(True, validation_alias=_env("JUDGE0_API"))
+    piston_api: bool = Field(True, validation_alias=_env("PISTON_API"))
 
     # --- the HTTP boundary: who may call, and how long a client may take to send a request
     # comma-separated Host names the API answers (`*.example.com` for subdomains, `*` for any); empty

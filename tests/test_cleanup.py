@@ -226,7 +226,8 @@ int main(void) {
 def build_runs_code(settings: Settings, data_dir: Path) -> Settings:
     """A language whose compile step runs the program (as build scripts and macros do), in the build dir."""
     languages = yaml.safe_load(Path(__file__).resolve().parent.parent.joinpath("core/languages.yaml").read_text())
-    c = languages["languages"]["c"]
+    # a copy of C without its Judge0 ids and Piston names, which the registry lets only one language have
+    c = {k: v for k, v in languages["languages"]["c"].items() if k not in ("judge0Ids", "piston")}
     languages["languages"]["c-build-script"] = {**c, "compile": "gcc -O2 -o main main.c && ./main"}
     path = data_dir.parent / f"{data_dir.name}-languages.yaml"
     path.write_text(yaml.safe_dump(languages))

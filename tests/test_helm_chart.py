@@ -351,6 +351,7 @@ def test_env_is_what_settings_reads(helm: list[str], value_set: str, tmp_path: P
         if name == "monaco-api":
             assert (s.host, s.port) == ("0.0.0.0", 8080)
             assert s.playground_path == values["playgroundPath"]
+            assert (s.judge0_api, s.piston_api) == (values["judge0Api"], values["pistonApi"])
 
 
 def test_the_default_input_cap_fits_the_crd(helm: list[str]) -> None:
