@@ -415,6 +415,24 @@ def test_signal_of_a_crash(api: httpx.Client) -> None:
     assert result["verdict"] == "runtime_error" and result["signalName"] == "SIGSEGV", result
 
 
+def test_judge0_sdk_and_piston_api_on_kubernetes(api: httpx.Client) -> None:
+    """Judge0's official SDK, unmodified, pointed at the chart's Service, and Piston's execute: the same
+    CodeSubmission path as POST /submit."""
+    import judge0  # the dev extra; imported here so that the rest of the module never needs it
+
+    client = judge0.Client(f"{api.base_url}/judge0")
+    done = judge0.run(client=client, source_code="print(input()[::-1])", stdin="hello", language=71)
+    assert done.status == judge0.Status.ACCEPTED and done.stdout == "olleh\n", done
+    judged = judge0.run(client=client, source_code=SQUARE_C, language=50, test_cases=[("3", "9"), ("4", "17")])
+    assert [s.status for s in judged] == [judge0.Status.ACCEPTED, judge0.Status.WRONG_ANSWER], judged
+    crash = judge0.run(client=client, source_code="int main(void) { return *(volatile int *)0; }", language=50)
+    assert crash.status == judge0.Status.RUNTIME_ERROR_SIGSEGV, crash
+    r = api.post("/api/v2/execute", json={"language": "python", "version": "*", "args": ["x", "y"],
+                                          "files": [{"content": "import sys\nprint(sys.argv[1:])"}]})
+    assert r.status_code == 200, r.text
+    assert r.json()["run"]["stdout"] == "['x', 'y']\n" and r.json()["run"]["code"] == 0, r.json()
+
+
 # ---- the warm path's own guarantees (warm pass only) -----------------------------------------------
 def _pool_pods(kubectl: Any, language: str, selector: str = IDLE) -> list[dict[str, Any]]:
     pods = kubectl.json("get", "pods", "-n", SANDBOX_NS, "-l", f"monaco.dev/pool={language},{selector}")["items"]
