@@ -17,7 +17,6 @@ import judge0
 import pytest
 from pyston import File, PystonClient
 
-from tests.compat_support import needs, needs_signal
 from tests.support import served
 
 pytestmark = pytest.mark.languages
@@ -84,7 +83,6 @@ def test_judge0_sdk_refusal_reaches_the_user_as_judge0_s_422(judge0_client: Any)
     assert refused.value.response.json() == {"enable_network": ["enabling network is not allowed"]}
 
 
-@needs("expectedOutput")
 def test_judge0_sdk_test_cases_accepted_and_wrong_answer(judge0_client: Any) -> None:
     done = judge0.run(
         client=judge0_client, source_code="print(int(input()) * 2)", language=71,
@@ -93,7 +91,6 @@ def test_judge0_sdk_test_cases_accepted_and_wrong_answer(judge0_client: Any) -> 
     assert [s.status for s in done] == [judge0.Status.ACCEPTED, judge0.Status.WRONG_ANSWER]
 
 
-@needs("args")
 def test_judge0_sdk_command_line_arguments(judge0_client: Any) -> None:
     done = judge0.run(
         client=judge0_client, source_code="import sys; print(sys.argv[1:])", language=71,
@@ -102,7 +99,6 @@ def test_judge0_sdk_command_line_arguments(judge0_client: Any) -> None:
     assert done.stdout == "['a', 'b c']\n"
 
 
-@needs_signal
 def test_judge0_sdk_segfault_is_sigsegv(judge0_client: Any) -> None:
     done = judge0.run(client=judge0_client, source_code="int main(void) { return *(volatile int *)0; }", language=50)
     assert done.status == judge0.Status.RUNTIME_ERROR_SIGSEGV and done.exit_signal == 11

@@ -11,7 +11,7 @@ import pytest
 from monaco.api.compat import judge0 as j
 from monaco.core.languages import Registry
 from monaco.core.settings import Settings
-from tests.compat_support import b64, lacks, needs, needs_signal, zip_of
+from tests.compat_support import b64, zip_of
 from tests.conftest import serve
 from tests.support import wait_until
 
@@ -296,14 +296,6 @@ async def test_a_body_over_the_limit_is_413_before_it_is_read(client: httpx.Asyn
     assert response.status_code == 413
 
 
-@lacks("args")
-@pytest.mark.anyio
-async def test_fields_monaco_does_not_read_yet_are_refused_not_dropped(client: httpx.AsyncClient) -> None:
-    response = await submit(client, {"source_code": "x", "language_id": 71, "command_line_arguments": "a b"})
-    assert response.status_code == 422
-    assert response.json() == {"command_line_arguments": ["this Monaco server does not support it yet"]}
-
-
 @pytest.mark.anyio
 async def test_unknown_token_and_delete(client: httpx.AsyncClient) -> None:
     missing = await client.get("/judge0/submissions/nope")
@@ -369,7 +361,6 @@ async def test_settings_turn_each_api_off(settings: Settings) -> None:
         assert (await client.get("/api/v2/runtimes")).status_code == 404
 
 
-@needs("expectedOutput")
 @pytest.mark.anyio
 async def test_expected_output_accepted_and_wrong_answer(client: httpx.AsyncClient) -> None:
     ok = await run(client, {"source_code": "print(2)", "language_id": 71, "expected_output": "2  \n\n"})
@@ -377,7 +368,6 @@ async def test_expected_output_accepted_and_wrong_answer(client: httpx.AsyncClie
     assert (ok["status_id"], wa["status_id"]) == (3, 4)
 
 
-@needs("args", "compilerOptions", "redirectStderrToStdout")
 @pytest.mark.anyio
 async def test_arguments_compiler_options_and_redirect(client: httpx.AsyncClient) -> None:
     source = '#include <stdio.h>\nint main(int c, char **v) { fprintf(stderr, "e"); printf("%s %d", v[1], X); }\n'
@@ -386,7 +376,6 @@ async def test_arguments_compiler_options_and_redirect(client: httpx.AsyncClient
     assert done["status_id"] == 3 and sorted(done["stdout"]) == sorted("ea b 7") and done["stderr"] is None
 
 
-@needs("files")
 @pytest.mark.anyio
 async def test_additional_files_beside_the_program(client: httpx.AsyncClient) -> None:
     files = b64(zip_of({"helper.py": b"def twice(x):\n    return 2 * x\n"}))
@@ -395,7 +384,6 @@ async def test_additional_files_beside_the_program(client: httpx.AsyncClient) ->
     assert (done["status_id"], done["stdout"]) == (3, "42\n")
 
 
-@needs_signal
 @pytest.mark.anyio
 async def test_a_segfault_is_sigsegv(client: httpx.AsyncClient) -> None:
     done = await run(client, {"source_code": "int main(void) { return *(volatile int *)0; }", "language_id": 50})

@@ -9,7 +9,7 @@ import pytest
 
 from monaco.api.compat import piston as p
 from monaco.core.languages import Registry
-from tests.compat_support import b64, lacks, needs, needs_signal
+from tests.compat_support import b64
 
 REGISTRY = Registry.load()
 PY = {"language": "python", "version": "*"}
@@ -182,14 +182,6 @@ async def test_refusals_in_piston_s_shape(client: httpx.AsyncClient) -> None:
     assert huge.status_code == 413
 
 
-@lacks("args")
-@pytest.mark.anyio
-async def test_args_are_refused_until_monaco_reads_them(client: httpx.AsyncClient) -> None:
-    response = await execute(client, {**PY, "args": ["a"], "files": [{"content": "print(1)"}]})
-    assert (response.status_code, response.json()) == (400, {"message": "this Monaco server does not support args yet"})
-
-
-@needs("args", "files")
 @pytest.mark.anyio
 async def test_args_and_extra_files(client: httpx.AsyncClient) -> None:
     response = await execute(client, {**PY, "args": ["x y", "z"], "files": [
@@ -197,7 +189,6 @@ async def test_args_and_extra_files(client: httpx.AsyncClient) -> None:
     assert response.json()["run"]["stdout"] == "7 ['x y', 'z']\n"
 
 
-@needs_signal
 @pytest.mark.anyio
 async def test_a_segfault_has_piston_s_signal_name(client: httpx.AsyncClient) -> None:
     response = await execute(client, {"language": "c", "version": "*",
