@@ -2,8 +2,10 @@
 const VERDICTS = {
   ok: ["OK", "good", () => "The program ran and exited with status 0."],
   compile_error: ["Compile error", "bad", () => "The compiler refused the program: its output is below."],
+  wrong_answer: ["Wrong answer", "bad", () => "The program exited with status 0, but its output is not the expected one."],
   runtime_error: ["Runtime error", "bad", (r) =>
-    r.exitCode == null ? "The program failed." : `The program exited with status ${r.exitCode}.`],
+    r.signalName ? `The program was killed by ${r.signalName}.`
+      : r.exitCode == null ? "The program failed." : `The program exited with status ${r.exitCode}.`],
   timeout: ["Time limit exceeded", "limit", (r, limits) =>
     `The program was still running after ${limits.timeoutSeconds} s, and was stopped.`],
   memory_limit: ["Memory limit exceeded", "limit", (r, limits) =>
