@@ -13,6 +13,7 @@ default limits claims an idle sandbox (the others, in the same pass, take the co
 from __future__ import annotations
 
 import concurrent.futures
+import http.server
 import json
 import os
 import re
@@ -498,6 +499,53 @@ def test_the_pool_refills_after_a_burst(api: httpx.Client, kubectl: Any, path: s
     op = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
     text = httpx.get(f"http://{op['status']['podIP']}:8082/metrics", timeout=10).text
     assert 'monaco_pool_size{language="python"} 1.0' in text and "monaco_pool_claims_total" in text, text
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A callback receiver in the cluster's network namespace: keeps what each POST brought."""
+
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.got.append((dict(self.headers.items()), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_operator_delivers_a_callback_from_the_cluster(api: httpx.Client, kubectl: Any, path: str) -> None:
+    """callbacks.allow names the node's address; the operator (never a sandbox) POSTs the result there
+    through its NetworkPolicy's callback egress, and the result shows the delivery."""
+    if path != "cold":
+        pytest.skip("the operator delivers the same way on both paths: once is enough")
+    node = kubectl.json("get", "nodes")["items"][0]
+    address = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _Receiver)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        refused = api.post("/submit", json={"code": "print(1)", "callbackUrl": f"http://{address}:{port}/hook"})
+        assert refused.status_code == 400 and "callback" in refused.json()["error"], refused.text  # off by default
+        helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values", "--set", f"callbacks.allow={address}",
+             "--set-json", f"callbacks.ports=[{port}]", "--wait", "--timeout", "300s")
+        wait_until_blocking(lambda: _ready(api), 120, "the API after the upgrade", POLL)
+        url = f"http://{address}:{port}/hook?t=1"
+        response = api.post("/submit", json={"code": "print('called back')", "callbackUrl": url})
+        assert response.status_code == 202, response.text
+        sid = response.json()["id"]
+        wait_until_blocking(lambda: bool(_Receiver.got), 180, "the callback to arrive", POLL)
+        headers, body = _Receiver.got[0]
+        sent = json.loads(body)
+        assert sent["id"] == sid and sent["verdict"] == "ok" and sent["output"] == "called back\n", sent
+        assert headers.get("X-Monaco-Submission") == sid, headers
+        wait_until_blocking(lambda: (api.get("/result", params={"id": sid}).json().get("callback") or {}).get("state")
+                            == "delivered", 60, "the result to show the callback delivered", POLL)
+        assert len(_Receiver.got) == 1, "delivered more than once"
+    finally:
+        server.shutdown()
 
 
 def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Any, release: None) -> None:
