@@ -121,13 +121,14 @@ class Admission:
             if shown or now - since > INFLIGHT_GRACE:
                 del self.inflight[key]
 
-    async def queue(self, body: dict[str, Any]) -> bool:
-        """pending -> queued, once: the write is conditional on the resourceVersion the caller saw."""
+    async def queue(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """pending -> queued, once: the write is conditional on the resourceVersion the caller saw. The
+        status written, or None when the object had changed."""
         meta = body.get("metadata") or {}
         queued_at = submitted_at(meta) or self.clock()
-        ops = status_ops(results.queued_status(queued_at).wire(), resource_version=str(meta.get("resourceVersion")),
-                         whole=True)
-        return bool(await self.cluster.patch_status(str(meta.get("name")), ops))
+        status = results.queued_status(queued_at).wire()
+        ops = status_ops(status, resource_version=str(meta.get("resourceVersion")), whole=True)
+        return status if await self.cluster.patch_status(str(meta.get("name")), ops) else None
 
     async def queue_missed(self, ix: Indexes, older_than: timedelta = timedelta(seconds=2)) -> int:
         """Queue what the event handler failed to (an API error on the way): events are not retried."""
@@ -137,7 +138,7 @@ class Admission:
                 if sub.phase == Status.PENDING and not sub.deleting and now - sub.created > older_than:
                     body = await self.cluster.get_submission(sub.name)
                     if body is not None and not (body.get("status") or {}).get("phase"):
-                        count += bool(await self.queue(body))
+                        count += await self.queue(body) is not None
         return count
 
     async def admit_next(self, ix: Indexes) -> list[str]:
@@ -160,11 +161,10 @@ class Admission:
         if meta.get("uid") != sub.uid or meta.get("deletionTimestamp"):
             return False
         if not (body.get("status") or {}).get("phase"):
-            if not await self.queue(body):
+            queued = await self.queue(body)
+            if queued is None:
                 return False
-            body = await self.cluster.get_submission(sub.name)
-            if body is None:
-                return False
+            body = {**body, "status": queued}  # a status write leaves the spec as it was: no second GET
         if (body.get("status") or {}).get("phase") != Status.QUEUED:
             return False
         try:

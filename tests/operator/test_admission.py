@@ -71,10 +71,10 @@ async def test_queue_writes_queued_once_with_the_api_submit_time(settings: Setti
     body = submission("a", created=1.25)
     cluster = FakeCluster(body)
     admission = make(settings, cluster, clock)
-    assert await admission.queue(body)
+    assert await admission.queue(body) is not None
     assert cluster.status("a") == {"phase": "queued", "queuedAt": "2026-01-01T12:00:01.250Z"}
     # A stale event (the body seen before the write) changes nothing.
-    assert not await admission.queue(body)
+    assert await admission.queue(body) is None
     assert len(cluster.status_writes) == 1
 
 
@@ -98,6 +98,18 @@ async def test_admit_creates_children_then_marks_running(settings: Settings, clo
     assert await admission.admit_next(index_of(cluster)) == ["b"]
     creates = [c[0] for c in cluster.calls if c[0].startswith("create_")]
     assert creates[4:] == ["create_configmap", "create_network_policy", "create_job"]
+
+
+@pytest.mark.anyio
+async def test_a_submission_never_queued_is_queued_and_admitted_with_one_read(settings: Settings,
+                                                                              clock: Clock) -> None:
+    """The create event's queue write failed, so admission queues it itself: one GET (for the spec, which
+    the indexes do not hold), no second one after its own status write."""
+    cluster = FakeCluster(submission("a"))
+    admission = make(settings, cluster, clock)
+    assert await admission.admit_next(index_of(cluster)) == ["a"]
+    assert cluster.status("a")["phase"] == "running" and set(cluster.jobs) == {"csub-a"}
+    assert [c for c in cluster.calls if c[0] == "get_submission"] == [("get_submission", "a")]
 
 
 @pytest.mark.anyio
