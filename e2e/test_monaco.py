@@ -546,6 +546,7 @@ def test_the_operator_delivers_a_callback_from_the_cluster(api: httpx.Client, ku
         assert len(_Receiver.got) == 1, "delivered more than once"
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def test_rendered_chart_is_accepted_by_the_api_server(kubectl: Any, release: None) -> None:
