@@ -152,6 +152,7 @@ class Cluster:
     async def attach(self, pod: str, container: str, data: bytes, expect: bytes, linger: float = 0,
                      timeout: float = ATTACH_TIMEOUT) -> tuple[bool, asyncio.Future[bytes]]:
         """Write `data` to a container's stdin through pods/attach; True once its stdout shows `expect`.
+        Empty `data` attaches without stdin (to read a container's output), acknowledged at once.
 
         The stream then stays open for up to `linger` seconds (until the container ends): the second
         value resolves to everything the container printed (b"" when nothing more came). A thread of its
@@ -182,10 +183,11 @@ class Cluster:
                 on_ack: Callable[[], object]) -> bytes:
         # stream() swaps the request method of the ApiClient it is given: its own client, not the shared one.
         api = client.CoreV1Api(client.ApiClient(self._api.configuration))
-        ws = stream(api.connect_get_namespaced_pod_attach, pod, self.namespace, container=container, stdin=True,
-                    stdout=True, stderr=False, tty=False, binary=True, _preload_content=False)
+        ws = stream(api.connect_get_namespaced_pod_attach, pod, self.namespace, container=container,
+                    stdin=bool(data), stdout=True, stderr=False, tty=False, binary=True, _preload_content=False)
         try:
-            ws.write_stdin(data)
+            if data:
+                ws.write_stdin(data)
             seen = b""
             deadline = time.monotonic() + timeout
             while ws.is_open() and time.monotonic() < deadline and expect not in seen:

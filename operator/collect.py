@@ -11,6 +11,7 @@ from typing import Any
 from monaco.core import envelope
 from monaco.core.models import Outcome, RunSpec, Status, Verdict, utcnow
 from monaco.core.options import spec_of_resource
+from monaco.core.phase import COMPILE
 from monaco.core.settings import Settings
 from monaco.operator import names, results
 from monaco.operator.admission import Indexes
@@ -89,19 +90,27 @@ class Collector:
             self.busy.discard(sub.key)
             self.wake()
 
-    async def streamed(self, sub: Submission, job_name: str, data: bytes) -> None:
-        """A warm run's envelope, read from its attach stream the moment the runner printed it. Without an
-        intact envelope (the runner was killed) nothing happens here: the pod's end and log decide."""
+    async def streamed(self, sub: Submission, job_name: str, data: bytes, compiled_in: str = "") -> None:
+        """A warm run's envelope, read from an attach stream the moment the runner printed it; for a compiled
+        language, with the compile phase's envelope from the log of pod `compiled_in`'s compile container
+        (ended before the run began). Without intact envelopes (a runner was killed, the stream joined
+        late) nothing happens here: the pod's end and logs decide."""
         try:
             ran = envelope.parse(data)
         except envelope.EnvelopeError:
             return
+        compiled = None
+        if compiled_in:
+            try:
+                compiled = envelope.parse(await self._read_log(compiled_in, COMPILE) or b"")
+            except Exception:
+                return
         key = names.key(sub.name)
         if key in self.busy:
             return
         self.busy.add(key)
         try:
-            outcome = envelope.decide(None, ran, expected=sub.spec.expected_output)
+            outcome = envelope.decide(compiled, ran, expected=sub.spec.expected_output)
             if await finish(self.cluster, sub.name, Status.RUNNING, outcome, self.clock(), None, job_name):
                 self.done[sub.uid] = self.clock()
         finally:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from monaco.core.models import utcnow
-from monaco.core.phase import resolve_limits
+from monaco.core.phase import RUN, resolve_limits
 from monaco.core.settings import Settings
 from monaco.operator import builders, names
 from monaco.operator.state import EPOCH, IndexLike, SubmissionRecord, parse_time
@@ -46,8 +46,10 @@ CLAIM_ATTEMPTS = 3
 ACCEPTED = b"#MONACO-JOB v1 ACCEPTED"
 # How long past its time limit the attach stream of a run is kept open for its envelope.
 STREAM_SLACK_SECONDS = 5
-# What the pool hands a delivered run's stream to: the submission, its pool Job and the runner's stdout.
-StreamSink = Callable[[Submission, str, bytes], Awaitable[None]]
+# What the pool hands a delivered run's stream to: the submission, its pool Job, the runner's stdout (the
+# run phase's), and the pod whose compile container's log holds the compile phase's envelope ("" when the
+# language is not compiled).
+StreamSink = Callable[[Submission, str, bytes, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -327,30 +329,39 @@ class Pool:
     async def _hand_over(self, sub: Submission, pod: PoolPodRecord) -> bool:
         """Owner and job to a pod this process just claimed; on any failure the pod goes, unused."""
         container = builders.delivery_container(sub.language)
-        linger = 0.0 if sub.language.compiles or self.sink is None else sub.timeout_seconds + STREAM_SLACK_SECONDS
+        compiles = sub.language.compiles
+        # The run phase's envelope on a stream: the job's own for an interpreted language; for a compiled
+        # one, a second attach (stdout only) to the run container, made while the compiler still runs.
+        linger = sub.timeout_seconds + STREAM_SLACK_SECONDS + (sub.language.compile_limits.timeout_seconds
+                                                               if compiles else 0)
         try:
             if not await self.cluster.patch_job(pod.job_name, builders.claim_owner_patch(sub)):
                 raise RuntimeError(f"pool Job {pod.job_name} is gone")
             acked, output = await self.cluster.attach(pod.name, container, builders.job_frame(sub.code, sub.stdin),
-                                                      ACCEPTED, linger)
+                                                      ACCEPTED, 0.0 if compiles or self.sink is None else linger)
             if not acked:
                 raise RuntimeError("the runner did not acknowledge the job")
         except Exception as exc:
             log.warning("delivering %s to %s failed (%s); it takes the cold path", sub.name, pod.name, exc)
             await self._discard(pod)
             return False
-        if linger:
-            task = asyncio.create_task(self._stream(sub, pod.job_name, output), name=f"stream-{sub.name}")
+        if self.sink is not None:
+            task = asyncio.create_task(self._stream(sub, pod, output, linger if compiles else 0.0),
+                                       name=f"stream-{sub.name}")
             self._streams.add(task)
             task.add_done_callback(self._streams.discard)
         return True
 
-    async def _stream(self, sub: Submission, job_name: str, output: asyncio.Future[bytes]) -> None:
-        """The runner's stdout from the attach stream, to the sink; the pod's log remains the fallback."""
+    async def _stream(self, sub: Submission, pod: PoolPodRecord, output: asyncio.Future[bytes],
+                      run_linger: float) -> None:
+        """The run phase's envelope from an attach stream, to the sink (`run_linger`: attach to the run
+        container first, for that long). Whatever goes wrong here, the pod's end and logs still decide."""
         with contextlib.suppress(Exception):
+            if run_linger:
+                _, output = await self.cluster.attach(pod.name, RUN, b"", b"", run_linger)
             data = await output
             if self.sink is not None and data:
-                await self.sink(sub, job_name, data)
+                await self.sink(sub, pod.job_name, data, pod.name if run_linger else "")
 
     async def _resume(self, sub: Submission, pod: PoolPodRecord) -> str | None:
         """A pod claimed for `sub` before a restart: running warm if its runner accepted the job (its

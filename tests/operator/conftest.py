@@ -191,7 +191,10 @@ class FakeCluster:
         self.pods: dict[str, dict[str, Any]] = {}  # pool pods, by name
         self.attached: list[tuple[str, str, bytes]] = []
         self.acknowledge = True  # the pool runner answers a delivered job
-        self.streams: dict[str, bytes] = {}  # pod -> what its runner prints on the attach stream
+        # pod, or (pod, container) -> what its runner prints on the attach stream
+        self.streams: dict[str | tuple[str, str], bytes] = {}
+        # (pod, container) -> what its runner logs after it acknowledged a job (a compile envelope)
+        self.printed_after_ack: dict[tuple[str, str], bytes] = {}
         self.fail_create: Exception | None = None
         self.refuse_status: Callable[[list[dict[str, Any]]], bool] = lambda ops: False
         self._rv = 100
@@ -302,12 +305,13 @@ class FakeCluster:
                      linger: float = 0) -> tuple[bool, asyncio.Future[bytes]]:
         self.calls.append(("attach", pod, container))
         output: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        output.set_result(self.streams.get(pod, b""))
+        output.set_result(self.streams.get((pod, container), self.streams.get(pod, b"")))
         if pod not in self.pods:
             return False, output
         self.attached.append((pod, container, data))
-        if self.acknowledge:
-            self.logs[(pod, container)] = self.logs.get((pod, container), b"") + expect + b"\n"
+        if self.acknowledge and expect:
+            after = self.printed_after_ack.get((pod, container), b"")
+            self.logs[(pod, container)] = self.logs.get((pod, container), b"") + expect + b"\n" + after
         return self.acknowledge, output
 
     async def read_log(self, pod: str, container: str, tail_lines: int, limit_bytes: int) -> bytes | None:

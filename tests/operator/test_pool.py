@@ -316,6 +316,41 @@ async def test_a_warm_run_is_finished_from_its_attach_stream(warm: Settings, clo
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("compile_log", [True, False])
+async def test_a_compiled_warm_run_is_finished_from_the_run_containers_stream(
+        warm: Settings, clock: Clock, runner: Any, compile_log: bool) -> None:
+    """A compiled language's job goes to the compile container; the run container's envelope comes on a
+    second, stdout-only attach and the compile envelope from the compile container's log: no wait for the
+    kubelet to see the pod end (seconds). Without the compile log nothing is decided from the stream."""
+    import asyncio
+
+    from monaco.operator.collect import Collector
+
+    cluster = FakeCluster(default_limits("a", language="cpp"))
+    await filled(warm, cluster, clock)
+    admission = claimable(warm, cluster, clock)
+    assert admission.pool is not None
+    collector = Collector(warm, cluster, admission.wake, admission.inflight, clock)  # type: ignore[arg-type]
+    admission.pool.sink = collector.streamed
+    compiled = runner("compile", "printf 'warning: w\\n'")
+    for pod_name in [p for p in cluster.pods if "cpp" in p]:
+        cluster.streams[(pod_name, "run")] = runner("run", "echo hello", source="")
+        if compile_log:
+            cluster.printed_after_ack[(pod_name, "compile")] = compiled
+    assert await admission.admit_next(ix_of(cluster)) == ["a"]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    status = cluster.status("a")
+    run_attaches = [(pod, c, data) for pod, c, data in cluster.attached if c == "run"]
+    assert len(run_attaches) == 1 and run_attaches[0][2] == b"", cluster.attached  # stdout only, no stdin
+    if compile_log:
+        assert status["phase"] == "completed" and status["output"] == "hello\n", status
+        assert status["compileOutput"] == "warning: w\n" and status["compileTimeMs"] is not None
+    else:
+        assert status["phase"] == "running", status  # the pod's end decides
+
+
+@pytest.mark.anyio
 async def test_metrics_show_size_idle_claims_misses_and_claim_latency(warm: Settings, clock: Clock) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
