@@ -14,7 +14,7 @@ from monaco.operator.state import SubmissionRecord
 log = logging.getLogger("monaco.operator")
 FINISHED = (Status.COMPLETED.value, Status.FAILED.value)
 # Writes of one result: phase moves (queued -> running) retry with the same result; see finish().
-FINISH_TRIES = 5
+FINISH_TRIES = 8
 
 
 async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now: datetime,
@@ -26,23 +26,25 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
     wrote the result. `started` is when its sandbox started, written only if it never became `running`
     (the operator died between creating the Job and writing `running`).
     """
-    # A write can fail two ways. The phase moved on (queued -> running, as admission writes `running`
-    # while a fast warm run is being finished from its stream): try again at the new phase with the same
-    # result. Or the API server refused this content (an error, or the phase test held and still no
-    # write): then a bare verdict, so that a result the API server refuses never leaves the submission
-    # running forever. A phase move is never mistaken for a refusal.
+    # A write can fail for three reasons. The phase moved on (queued -> running, as admission writes
+    # `running` while a fast warm run is being finished from its stream): try again at the new phase with
+    # the same result. A transient error (a timeout, a 5xx): try again, and in the end leave it to the
+    # periodic check. Or the API server refuses this content (too large, invalid): then a bare verdict, so
+    # that a result the API server refuses never leaves the submission running forever. A refusal needs
+    # two strikes: a write that failed although the re-read shows the phase it tested. One is not enough,
+    # because the phase may have moved to the tested one between the write and the re-read.
     refused = results.system_error("the result could not be stored (the API server refused it)")
-    seen, attempt = phase, outcome
+    seen, attempt, strikes = phase, outcome, 0
     for _ in range(FINISH_TRIES):
         status = results.finished_status(attempt, now)
         if seen == Status.QUEUED and started is not None:
             status.started_at = iso(started)
+        error: Exception | None = None
         try:
             wrote = await cluster.patch_status(name, status_ops(status.wire(), phase=seen))
-            failed = False
-        except Exception as exc:  # e.g. a status too large for etcd
+        except Exception as exc:
             log.warning("writing the result of %s failed: %s", name, exc)
-            wrote, failed = False, True
+            wrote, error = False, exc
         if wrote:
             log.info("%s finished: %s %s", name, attempt.verdict.value, attempt.message)
             await teardown(cluster, name, job)
@@ -54,13 +56,20 @@ async def finish(cluster: Cluster, name: str, phase: str, outcome: Outcome, now:
         if current in FINISHED:
             await teardown(cluster, name, job or str((body.get("status") or {}).get("jobName") or ""))
             return False
-        if failed or current == seen:
-            if attempt is refused:
-                break
-            attempt = refused
+        if current == seen and (error is None or _too_large(error)):
+            strikes += 1
+            if strikes == 2:
+                if attempt is refused:
+                    break
+                attempt, strikes = refused, 0
         seen = current
     log.warning("could not write the result of %s; the periodic check will retry", name)
     return False
+
+
+def _too_large(exc: Exception) -> bool:
+    """An error that says the content was refused (etcd's or the API server's size limit), not a hiccup."""
+    return getattr(exc, "status", None) == 413 or "too large" in str(exc).lower()
 
 
 async def teardown(cluster: Cluster, name: str, job: str = "") -> None:

@@ -236,6 +236,7 @@ class Cluster:
             await asyncio.to_thread(call, *args, **kwargs)
         except ApiException as exc:
             if exc.status == 404 or exc.status in _CONFLICTS:
+                log.info("a conditional write was refused (%s): %s", exc.status, api_message(exc))
                 return False
             raise
         return True

@@ -127,6 +127,57 @@ async def test_a_fast_warm_run_racing_admissions_running_write_keeps_its_verdict
 
 
 @pytest.mark.anyio
+async def test_running_landing_between_the_failed_write_and_the_re_read_keeps_the_verdict(
+        settings: Settings, clock: Clock) -> None:
+    """The stream's write tests `running` while the phase is still `queued` (it fails); admission's
+    `running` lands before the re-read, which then shows the very phase the write tested. That is no
+    refusal of the content: the retry at `running` carries the program's verdict (the e2e failure of
+    this session: a warm pty-flood run judged "could not be stored")."""
+    cluster = FakeCluster(submission("a", phase="queued"))
+    real_get = cluster.get_submission
+
+    async def admission_writes_running_then_get(name: str) -> dict[str, Any] | None:
+        cluster.submissions[name]["status"]["phase"] = "running"
+        return await real_get(name)
+
+    cluster.get_submission = admission_writes_running_then_get  # type: ignore[method-assign]
+    outcome = Outcome(verdict=Verdict.OK, output="bounded\n", exit_code=0)
+    assert await cleanup.finish(cluster, "a", "running", outcome, clock())  # type: ignore[arg-type]
+    assert (cluster.status("a")["verdict"], cluster.status("a")["output"]) == ("ok", "bounded\n")
+
+
+@pytest.mark.anyio
+async def test_transient_errors_never_turn_a_result_into_the_bare_verdict(settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(running())
+    real_patch = cluster.patch_status
+    failures = iter([ConnectionResetError("connection reset by peer"), TimeoutError("read timed out")])
+
+    async def flaky(name: str, ops: list[dict[str, Any]]) -> bool:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return await real_patch(name, ops)
+
+    cluster.patch_status = flaky  # type: ignore[method-assign]
+    outcome = Outcome(verdict=Verdict.RUNTIME_ERROR, exit_code=3)
+    assert await cleanup.finish(cluster, "a", "running", outcome, clock())  # type: ignore[arg-type]
+    assert cluster.status("a")["verdict"] == "runtime_error"
+
+
+@pytest.mark.anyio
+async def test_an_api_server_that_keeps_failing_leaves_the_submission_to_the_periodic_check(
+        settings: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(running())
+
+    async def down(name: str, ops: list[dict[str, Any]]) -> bool:
+        raise ConnectionRefusedError("connection refused")
+
+    cluster.patch_status = down  # type: ignore[method-assign]
+    assert not await cleanup.finish(cluster, "a", "running", Outcome(verdict=Verdict.OK), clock())  # type: ignore[arg-type]
+    assert cluster.status("a")["phase"] == "running"  # nothing written: no bare verdict for a hiccup
+
+
+@pytest.mark.anyio
 async def test_a_result_the_api_server_refuses_still_ends_the_submission(settings: Settings, clock: Clock) -> None:
     cluster = FakeCluster(running())
     with_children(cluster)
