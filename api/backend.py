@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from monaco.core.callback import Format
 from monaco.core.languages import Language
 from monaco.core.models import Limits, RunSpec, SubmissionView
 
@@ -44,10 +45,11 @@ class Backend(Protocol):
     async def stop(self) -> None: ...
 
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None, callback_url: str | None = None) -> SubmissionView:
+                     spec: RunSpec | None = None, callback_url: str | None = None,
+                     callback_format: Format = "monaco") -> SubmissionView:
         """Store the submission durably, then return it; raises QueueFull, StoreUnavailable or Invalid.
         `spec` holds the judge's fields, already checked (core/options.py); `callback_url` was checked
-        against the settings' callback policy."""
+        against the settings' callback policy; `callback_format` says what it is sent (core/callback.py)."""
         ...
 
     async def get(self, submission_id: str) -> SubmissionView | None: ...

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from monaco.api.backend import Invalid, NotCancellable, QueueStats, StoreUnavailable
 from monaco.api.metrics import Metrics
 from monaco.core import kube
+from monaco.core.callback import Format
 from monaco.core.languages import Language
 from monaco.core.models import Limits, RunSpec, SubmissionView, iso, utcnow
 from monaco.core.resource import API_VERSION, GROUP, KIND, PLURAL, SUBMITTED_AT_ANNOTATION, VERSION
@@ -101,7 +102,8 @@ class KubernetesBackend:
 
     # ---- the contract
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None, callback_url: str | None = None) -> SubmissionView:
+                     spec: RunSpec | None = None, callback_url: str | None = None,
+                     callback_format: Format = "monaco") -> SubmissionView:
         if not self._synced.is_set():  # without the cache, QUEUE_SIZE cannot be enforced
             raise StoreUnavailable(f"the Kubernetes back end is not ready: {self.ready()[1]}")
         self.cache.reserve(self.settings.queue_size)
@@ -117,6 +119,7 @@ class KubernetesBackend:
                 "limits": limits.model_dump(by_alias=True),
                 **(spec.wire() if spec is not None else {}),
                 **({"callbackUrl": callback_url} if callback_url else {}),
+                **({"callbackFormat": callback_format} if callback_url and callback_format != "monaco" else {}),
             },
         }
         try:

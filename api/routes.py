@@ -13,7 +13,7 @@ from monaco.api.backend import Backend, Invalid, NotCancellable, QueueFull, Stor
 from monaco.api.body import parse_object, read_body, require_json
 from monaco.api.errors import ApiError
 from monaco.api.metrics import Metrics
-from monaco.core.callback import CallbackRefused
+from monaco.core.callback import CallbackRefused, Format
 from monaco.core.models import MAX_ARGS_TOTAL_BYTES, SubmissionView, SubmitRequest
 from monaco.core.options import OptionError, request_spec
 from monaco.core.phase import LimitError, resolve_limits
@@ -79,9 +79,10 @@ def submit_fields() -> set[str]:
     return {field.alias or name for name, field in SubmitRequest.model_fields.items()}
 
 
-async def accept(request: Request, data: dict[str, Any]) -> SubmissionView:
+async def accept(request: Request, data: dict[str, Any], callback_format: Format = "monaco") -> SubmissionView:
     """Validate one submission body and store it: the one path of POST /submit, its batches and the
-    compatibility APIs. Raises ApiError (400, 413, 429, 503); counts 429 and 503 and what it accepts."""
+    compatibility APIs. Raises ApiError (400, 413, 429, 503); counts 429 and 503 and what it accepts.
+    `callback_format` is the caller's, never the client's: the Judge0 API asks for Judge0's callbacks."""
     settings, backend, metrics = _state(request)
     try:
         req = SubmitRequest.model_validate(data)
@@ -118,7 +119,8 @@ async def accept(request: Request, data: dict[str, Any]) -> SubmissionView:
     except OptionError as exc:
         raise ApiError(exc.status, str(exc)) from None
     try:
-        view = await backend.submit(language, req.code, req.input, limits, spec, callback_url=req.callback_url)
+        view = await backend.submit(language, req.code, req.input, limits, spec, callback_url=req.callback_url,
+                                    callback_format=callback_format)
     except QueueFull as exc:
         metrics.rejected.labels("queue_full").inc()
         raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None

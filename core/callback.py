@@ -1,4 +1,7 @@
-"""Callbacks: where Monaco may POST a finished submission's result, and the one attempt that does it.
+"""Callbacks: where Monaco may send a finished submission's result, and the one attempt that does it.
+
+What is sent depends on the submission's callback format (`message`): `monaco`, the body of GET /result
+by POST; `judge0`, set by the Judge0 API only, what Judge0 CE itself sends (core/judge0.py) by PUT.
 
 Monaco sends callbacks itself (the local back end's process, or the operator on Kubernetes), never a
 sandbox. Every URL passes two checks:
@@ -27,16 +30,19 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from monaco.core.models import CallbackState
+from monaco.core import judge0
+from monaco.core.models import CallbackState, SubmissionView
 
 MAX_URL = 2048
 RESPONSE_BYTES = 4096
 USER_AGENT = "monaco-callback/1"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Format = Literal["monaco", "judge0"]
+FORMATS: tuple[Format, ...] = get_args(Format)
 
 # Never a callback target unless an allowlist CIDR inside the range names the address.
 REFUSED_RANGES: tuple[tuple[str, str], ...] = (
@@ -196,8 +202,10 @@ class Policy:
                 raise CallbackRefused(f"refused to call {target.host}: {why}")
         return found[0]
 
-    def deliver(self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Attempt:
-        """POST `body` as JSON to `url`, once. Never raises."""
+    def deliver(
+        self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None, method: str = "POST"
+    ) -> Attempt:
+        """Send `body` as JSON to `url` (POST, or `method`), once. Never raises."""
         try:
             target = self.check_url(url)
             address = self.pin(target)
@@ -209,7 +217,7 @@ class Policy:
         conn = _connection(target, address, self.timeout_seconds)
         try:
             conn.request(
-                "POST", target.path, body=data,
+                method, target.path, body=data,
                 headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **(headers or {})},
             )  # fmt: skip
             resp = conn.getresponse()
@@ -237,6 +245,20 @@ class Policy:
     def delay(self, attempts: int, rng: Callable[[float, float], float] = random.uniform) -> float:
         """Seconds before the next attempt after `attempts` failed ones: exponential, with jitter."""
         return float(self.backoff_seconds * 2 ** (attempts - 1) * rng(0.5, 1.5))
+
+
+@dataclass(frozen=True)
+class Message:
+    method: str
+    body: dict[str, Any]
+
+
+def message(view: SubmissionView, fmt: str | None) -> Message:
+    """What a submission's callback sends, in its format (None, as stored for submissions from before
+    formats: `monaco`)."""
+    if fmt == "judge0":
+        return Message("PUT", judge0.callback_body(view.result_body()))
+    return Message("POST", view.result_body())
 
 
 def headers(submission_id: str, attempt: int) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from monaco.core import resource as r
+from monaco.core.callback import FORMATS
 from monaco.core.languages import NAME_MAX_LENGTH, NAME_PATTERN
 from monaco.core.models import (
     FILE_NAME_PATTERN,
@@ -84,8 +85,14 @@ def spec_schema() -> dict[str, Any]:
             "code": _string(r.MAX_CODE, "the program's source code"),
             "input": _string(r.MAX_INPUT, "what the program reads on stdin"),
             "callbackUrl": _string(
-                r.MAX_CALLBACK_URL, "receives the result (HTTP POST, JSON) from the operator when the run ends"
+                r.MAX_CALLBACK_URL, "receives the result (JSON, in callbackFormat) from the operator when the run ends"
             ),
+            "callbackFormat": {
+                "type": "string",
+                "enum": list(FORMATS),
+                "description": "what callbackUrl receives: monaco (the default), GET /result's body by POST; "
+                "judge0, set by the Judge0 API, Judge0's submission by PUT",
+            },
             "limits": {
                 "type": "object",
                 "description": "limits of the run; the language's defaults when left out, capped at its maxima",

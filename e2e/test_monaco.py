@@ -12,6 +12,7 @@ default limits claims an idle sandbox (the others, in the same pass, take the co
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import http.server
 import json
@@ -502,15 +503,19 @@ def test_the_pool_refills_after_a_burst(api: httpx.Client, kubectl: Any, path: s
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    """A callback receiver in the cluster's network namespace: keeps what each POST brought."""
+    """A callback receiver in the cluster's network namespace: keeps what each POST or PUT brought."""
 
     got: list[tuple[dict[str, str], bytes]] = []
+    methods: list[str] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         self.got.append((dict(self.headers.items()), body))
+        self.methods.append(self.command)
         self.send_response(204)
         self.end_headers()
+
+    do_PUT = do_POST
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -544,6 +549,16 @@ def test_the_operator_delivers_a_callback_from_the_cluster(api: httpx.Client, ku
         wait_until_blocking(lambda: (api.get("/result", params={"id": sid}).json().get("callback") or {}).get("state")
                             == "delivered", 60, "the result to show the callback delivered", POLL)
         assert len(_Receiver.got) == 1, "delivered more than once"
+        # the Judge0 API's callback_url: the operator PUTs Judge0's body (spec.callbackFormat: judge0)
+        judge0_body = {"source_code": "print('judged')", "language_id": 71, "callback_url": f"http://{address}:{port}/j0"}
+        created = api.post("/judge0/submissions", json=judge0_body)
+        assert created.status_code == 201, created.text
+        token = created.json()["token"]
+        wait_until_blocking(lambda: len(_Receiver.got) >= 2, 180, "Judge0's callback to arrive", POLL)
+        assert _Receiver.methods == ["POST", "PUT"], _Receiver.methods
+        judged = json.loads(_Receiver.got[1][1])
+        assert judged["token"] == token and judged["status"] == {"id": 3, "description": "Accepted"}, judged
+        assert base64.b64decode(judged["stdout"]) == b"judged\n", judged
     finally:
         server.shutdown()
         server.server_close()

@@ -1,4 +1,5 @@
-"""Callbacks on Kubernetes: the operator POSTs a finished submission's result to its spec.callbackUrl.
+"""Callbacks on Kubernetes: the operator sends a finished submission's result to its spec.callbackUrl
+(POST of Monaco's result, or PUT of Judge0's when spec.callbackFormat is `judge0`: core/callback.py).
 
 Why the operator and not the API pods: the API runs as several replicas behind a Service and every one
 watches every CodeSubmission, so all of them would race for each delivery; the operator is one active
@@ -75,9 +76,10 @@ class Callbacks:
         if not await self.cluster.patch_status(name, status_ops(claim.wire(), resource_version=rv)):
             return False  # changed meanwhile: the next tick reads it again
         url = str(body["spec"]["callbackUrl"])
+        sent = callback.message(before, body["spec"].get("callbackFormat"))
         try:
             attempt = await asyncio.to_thread(
-                self.policy.deliver, url, before.result_body(), callback.headers(name, attempts)
+                self.policy.deliver, url, sent.body, callback.headers(name, attempts), sent.method
             )
         except Exception as exc:
             attempt = Attempt(False, retry=True, error=f"internal error: {exc}")

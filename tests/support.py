@@ -115,8 +115,9 @@ def served(**env: str) -> Iterator[str]:
 
 
 class Receiver:
-    """A callback receiver on 127.0.0.1 and a free port: answers each POST with the next of `answers`
-    (a status code, or (code, headers)), 200 once they run out, and records what it received."""
+    """A callback receiver on 127.0.0.1 and a free port: answers each POST or PUT with the next of `answers`
+    (a status code, or (code, headers)), 200 once they run out, and records what it received (and, in
+    `methods`, with which method)."""
 
     def __init__(self, *answers: int | tuple[int, dict[str, str]]) -> None:
         import threading
@@ -124,6 +125,7 @@ class Receiver:
 
         self.answers = list(answers)
         self.received: list[tuple[str, dict[str, str], bytes]] = []  # (path, headers, body)
+        self.methods: list[str] = []
         self.lock = threading.Lock()
         receiver = self
 
@@ -132,6 +134,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
                     receiver.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    receiver.methods.append(self.command)
                     answer = receiver.answers.pop(0) if receiver.answers else 200
                 code, headers = (answer, {}) if isinstance(answer, int) else answer
                 self.send_response(code)
@@ -140,6 +143,8 @@ class Receiver:
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            do_PUT = do_POST
 
             def log_message(self, *_: Any) -> None:
                 pass

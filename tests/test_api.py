@@ -14,6 +14,7 @@ import pytest
 
 from monaco.api.app import create_app
 from monaco.api.backend import QueueStats, StoreUnavailable
+from monaco.core.callback import Format
 from monaco.core.languages import Language
 from monaco.core.models import Limits, RunSpec, SubmissionView
 from monaco.core.settings import Settings
@@ -169,7 +170,8 @@ class _DownBackend:
     async def stop(self) -> None: ...
 
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None, callback_url: str | None = None) -> SubmissionView:
+                     spec: RunSpec | None = None, callback_url: str | None = None,
+                     callback_format: Format = "monaco") -> SubmissionView:
         raise StoreUnavailable("the store is unreachable: disk I/O error")
 
     async def get(self, submission_id: str) -> SubmissionView | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import signal
 import sqlite3
@@ -14,7 +15,9 @@ import pytest
 from starlette.applications import Starlette
 
 from monaco.api.app import create_app
-from monaco.api.local.store import _SCHEMA, Store
+from monaco.api.local.store import _CALLBACK_COLUMNS, _SCHEMA, PendingCallback, Store
+from monaco.core import callback
+from monaco.core.judge0 import DEFAULT_FIELDS, encode64
 from monaco.core.settings import Settings
 from tests.conftest import serve, wait_for_result
 from tests.support import Receiver, free_port, server, wait_until, wait_until_blocking
@@ -192,5 +195,97 @@ def test_a_database_of_an_earlier_release_gains_the_callback_columns(data_dir: P
     try:
         view = store.get("old")
         assert view is not None and view.callback is None and store.pending_callbacks() == []
+        assert store.callback_target("old") is None
     finally:
         store.close()
+
+
+def test_a_pending_callback_of_the_release_before_formats_is_still_sent_as_monaco_sends_it(data_dir: Path) -> None:
+    """A store written by the release with callbacks but without formats: its pending deliveries resume,
+    as a POST of Monaco's body."""
+    db = data_dir / "callbacks.db"
+    data_dir.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.executescript(_SCHEMA)
+        for column, kind in _CALLBACK_COLUMNS.items():
+            if column != "callback_format":
+                conn.execute(f"ALTER TABLE submissions ADD COLUMN {column} {kind}")
+        conn.execute(
+            "INSERT INTO submissions (id, language, code, input, timeout_seconds, memory_mb, status, queued_at,"
+            " completed_at, callback_url, callback_state) VALUES ('old', 'python', 'print(1)', '', 5, 128,"
+            " 'completed', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:01+00:00', 'http://h.example/', 'pending')"
+        )
+        conn.commit()
+    store = Store(db)
+    store.open()
+    try:
+        assert store.pending_callbacks() == [PendingCallback("old", "http://h.example/", None, 0, None)]
+        assert store.callback_target("old") == ("http://h.example/", None)
+        view = store.get("old")
+        assert view is not None and callback.message(view, None).method == "POST"
+        assert callback.message(view, None).body == view.result_body()
+    finally:
+        store.close()
+
+
+# ---- the Judge0 API's callbacks: what Judge0 CE 1.13 itself sends (IsolateJob#call_callback)
+
+
+@pytest.mark.parametrize("base64_encoded", [False, True])
+async def test_a_judge0_client_gets_judge0s_put_in_base64_whatever_it_created_with(
+    settings: Settings, base64_encoded: bool
+) -> None:
+    """Judge0 PUTs its default fields with the text in Base64 even to a client that created the submission
+    with base64_encoded=false: the body is exactly what GET ?base64_encoded=true answers."""
+    source, stdin = "import sys\nprint(input()[::-1])\nprint('oops', file=sys.stderr)\nsys.exit(3)", "olleh"
+    if base64_encoded:
+        source, stdin = encode64(source), encode64(stdin)
+    body = {"source_code": source, "stdin": stdin, "language_id": 71}
+    with Receiver() as receiver:
+        async with serve(with_callbacks(settings)) as client:
+            r = await client.post(
+                "/judge0/submissions",
+                params={"base64_encoded": str(base64_encoded).lower()},
+                json={**body, "callback_url": f"{receiver.url}/judge0?k=1"},
+            )
+            assert r.status_code == 201, r.text
+            token = r.json()["token"]
+            result = await delivered(client, token)
+            answer = (await client.get(f"/judge0/submissions/{token}", params={"base64_encoded": "true"})).json()
+        assert result["callback"] == {"state": "delivered", "attempts": 1, "lastError": None}
+        assert receiver.methods == ["PUT"]
+        [(path, headers, _)] = receiver.received
+        assert path == "/judge0?k=1" and headers["content-type"] == "application/json"
+        assert headers["x-monaco-submission"] == token and headers["x-monaco-attempt"] == "1"
+        [sent] = receiver.bodies()
+        assert sent == answer and set(sent) == set(DEFAULT_FIELDS)
+        assert sent["token"] == token and sent["status"] == {"id": 11, "description": "Runtime Error (NZEC)"}
+        assert base64.b64decode(sent["stdout"]) == b"hello\n" and sent["stdout"] == encode64("hello\n")
+        assert base64.b64decode(sent["stderr"]) == b"oops\n" and sent["compile_output"] is None
+        assert sent["time"] == f"{result['executionTimeMs'] / 1000:.3f}" and sent["memory"] == result["memoryKb"]
+
+
+async def test_a_judge0_callback_that_fails_is_retried_as_monacos_are(settings: Settings) -> None:
+    with Receiver(503) as receiver:
+        async with serve(with_callbacks(settings)) as client:
+            body = {"source_code": "print(6 * 7)", "language_id": 71, "callback_url": receiver.url}
+            token = (await client.post("/judge0/submissions", json=body)).json()["token"]
+            result = await delivered(client, token)
+        assert result["callback"] == {"state": "delivered", "attempts": 2, "lastError": None}
+        assert receiver.methods == ["PUT", "PUT"]
+        first, second = receiver.bodies()
+        assert first == second and first["status"] == {"id": 3, "description": "Accepted"}
+        assert first["stdout"] == encode64("42\n")
+
+
+async def test_monacos_own_submit_cannot_ask_for_judge0s_format(settings: Settings) -> None:
+    """The format is the Judge0 API's to set, not a field of POST /submit: a client's `callbackFormat`
+    is ignored like any unknown key, and the receiver gets Monaco's POST."""
+    with Receiver() as receiver:
+        async with serve(with_callbacks(settings)) as client:
+            body = {**PROGRAM, "callbackUrl": receiver.url, "callbackFormat": "judge0"}
+            sid = (await client.post("/submit", json=body)).json()["id"]
+            await delivered(client, sid)
+        assert receiver.methods == ["POST"]
+        [sent] = receiver.bodies()
+        assert sent["id"] == sid and sent["output"] == "hello\n" and "token" not in sent

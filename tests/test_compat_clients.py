@@ -17,7 +17,7 @@ import judge0
 import pytest
 from pyston import File, PystonClient
 
-from tests.support import served
+from tests.support import Receiver, served, wait_until_blocking
 
 pytestmark = pytest.mark.languages
 
@@ -102,6 +102,21 @@ def test_judge0_sdk_command_line_arguments(judge0_client: Any) -> None:
 def test_judge0_sdk_segfault_is_sigsegv(judge0_client: Any) -> None:
     done = judge0.run(client=judge0_client, source_code="int main(void) { return *(volatile int *)0; }", language=50)
     assert done.status == judge0.Status.RUNTIME_ERROR_SIGSEGV and done.exit_signal == 11
+
+
+def test_judge0_sdk_callback_url_gets_judge0s_put_which_the_sdk_reads() -> None:
+    """The SDK's callback_url: the receiver gets Judge0's PUT, which the SDK's own Submission decodes."""
+    with Receiver() as receiver, served(MONACO_CALLBACK_ALLOW="127.0.0.1") as base:
+        client = judge0.Client(f"{base}/judge0")
+        asked = judge0.Submission(source_code="print(input()[::-1])", stdin="olleh", language=71,
+                                  callback_url=f"{receiver.url}/sdk")  # fmt: skip
+        token = client.create_submission(asked).token
+        wait_until_blocking(lambda: receiver.received, 60, "Judge0's callback to arrive", 0.05)
+    assert receiver.methods == ["PUT"] and receiver.received[0][0] == "/sdk"
+    [body] = receiver.bodies()
+    done = judge0.Submission(source_code="", language=71)
+    done.set_attributes(body)
+    assert str(done.token) == str(token) and done.status == judge0.Status.ACCEPTED and done.stdout == "hello\n"
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from monaco.api.compat import judge0 as j
+from monaco.core import judge0 as jc
 from monaco.core.languages import Registry
 from monaco.core.settings import Settings
 from tests.compat_support import b64, zip_of
@@ -53,7 +54,7 @@ def test_every_field_that_has_a_monaco_key() -> None:
 
 
 def test_base64_fields_are_decoded_leniently_as_ruby_does() -> None:
-    encoded = j.encode64("print('é')\n" * 10)
+    encoded = jc.encode64("print('é')\n" * 10)
     assert "\n" in encoded.rstrip("\n")  # Ruby's 60-character lines
     body = translate(True, source_code=encoded, language_id=71, stdin=b64("in")[:-1], expected_output=b64("out"))
     assert (body["code"], body["input"], body["expectedOutput"]) == ("print('é')\n" * 10, "in", "out")
@@ -175,11 +176,11 @@ def result(**fields: Any) -> dict[str, Any]:
     ],
 )
 def test_status_ids(fields: dict[str, Any], status: int) -> None:
-    assert j.status_id(result(**fields)) == status
+    assert jc.status_id(result(**fields)) == status
 
 
 def test_the_answer_in_judge0_s_units_and_names() -> None:
-    answer = j.from_monaco(result(output="hi\n", message="m"), fields=j.FIELDS, base64_encoded=False,
+    answer = jc.from_monaco(result(output="hi\n", message="m"), fields=jc.FIELDS, base64_encoded=False,
                            language=REGISTRY["python"])
     assert answer == {
         "token": "t", "language_id": 71, "language": {"id": 71, "name": "Python (3.11)"}, "status_id": 3,
@@ -190,14 +191,14 @@ def test_the_answer_in_judge0_s_units_and_names() -> None:
 
 
 def test_the_answer_in_base64_with_ruby_s_lines() -> None:
-    answer = j.from_monaco(result(output="x" * 100, stderr="e"), fields=("stdout", "stderr"), base64_encoded=True,
+    answer = jc.from_monaco(result(output="x" * 100, stderr="e"), fields=("stdout", "stderr"), base64_encoded=True,
                            language=None)
     assert answer["stdout"].count("\n") == 3 and answer["stderr"] == "ZQ==\n"
 
 
 def test_fields() -> None:
-    assert j.requested_fields(None) == j.DEFAULT_FIELDS
-    assert j.requested_fields("*") == j.FIELDS
+    assert j.requested_fields(None) == jc.DEFAULT_FIELDS
+    assert j.requested_fields("*") == jc.FIELDS
     assert j.requested_fields("stdout,token,stdout") == ("stdout", "token")
     with pytest.raises(Exception, match=r"invalid fields: \[nope, x\]"):
         j.requested_fields("stdout,nope,x")
@@ -240,6 +241,7 @@ async def test_information_routes(client: httpx.AsyncClient) -> None:
     assert (missing.status_code, missing.json()) == (404, {"error": "record not found"})
     config = (await client.get("/judge0/config_info")).json()
     assert config["max_submission_batch_size"] == 20 and config["allow_enable_network"] is False
+    assert config["callbacks_max_tries"] == 5 and config["callbacks_timeout"] == 5.0  # MONACO_CALLBACK_*
     assert (await client.get("/judge0/version")).text == "1.13.1"
 
 
@@ -250,7 +252,7 @@ async def test_create_then_get_with_default_fields(client: httpx.AsyncClient) ->
     token = created.json()["token"]
     await finished(client, token)
     got = (await client.get(f"/judge0/submissions/{token}")).json()
-    assert list(got) == list(j.DEFAULT_FIELDS)
+    assert list(got) == list(jc.DEFAULT_FIELDS)
     assert got["stdout"] == "abab\n" and got["status"] == {"id": 3, "description": "Accepted"}
     encoded = (await client.get(f"/judge0/submissions/{token}", params={"base64_encoded": "true",
                                                                          "fields": "stdout,token"})).json()

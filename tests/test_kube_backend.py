@@ -786,7 +786,7 @@ async def test_a_callback_url_goes_into_the_spec_and_its_delivery_comes_back_in_
         response = await http.post("/submit", json={"code": "print(1)", "callbackUrl": url})
         assert response.status_code == 202, response.text
         sid = response.json()["id"]
-        assert fake.objects[sid]["spec"]["callbackUrl"] == url
+        assert fake.objects[sid]["spec"]["callbackUrl"] == url and "callbackFormat" not in fake.objects[sid]["spec"]
         result = (await http.get("/result", params={"id": sid})).json()
         assert result["callback"] == {"state": "pending", "attempts": 0, "lastError": None}
         fake.set_status(sid, phase="completed", verdict="ok", output="1\n", completedAt=_now_seconds(),
@@ -803,3 +803,15 @@ async def test_a_callback_url_goes_into_the_spec_and_its_delivery_comes_back_in_
         plain = (await http.post("/submit", json={"code": "print(1)"})).json()["id"]
         assert "callbackUrl" not in fake.objects[plain]["spec"]
         assert (await http.get("/result", params={"id": plain})).json()["callback"] is None
+
+
+async def test_the_judge0_api_asks_the_operator_for_judge0s_callback(fake: FakeApiServer) -> None:
+    async with http_on(fake, callback_allow="hooks.example.com") as http:
+        url = "https://hooks.example.com/judge0"
+        body = {"source_code": "print(1)", "language_id": 71, "callback_url": url}
+        response = await http.post("/judge0/submissions", json=body)
+        assert response.status_code == 201, response.text
+        spec = fake.objects[response.json()["token"]]["spec"]
+        assert spec["callbackUrl"] == url and spec["callbackFormat"] == "judge0"
+        plain = (await http.post("/judge0/submissions", json={"source_code": "print(1)", "language_id": 71})).json()
+        assert "callbackFormat" not in fake.objects[plain["token"]]["spec"]

@@ -18,6 +18,7 @@ from datetime import timedelta
 from monaco.api.backend import NotCancellable, QueueFull, QueueStats, StoreUnavailable
 from monaco.api.drain import DrainRate
 from monaco.api.metrics import Metrics
+from monaco.core.callback import Format
 from monaco.core.envelope import compile_outcome, decide, decide_cases, oom_outcome
 from monaco.core.languages import Language
 from monaco.core.models import CallbackState, Limits, Outcome, RunSpec, Status, SubmissionView, Verdict, utcnow
@@ -111,7 +112,8 @@ class LocalBackend:
 
     # ---- the contract
     async def submit(self, language: Language, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None, callback_url: str | None = None) -> SubmissionView:
+                     spec: RunSpec | None = None, callback_url: str | None = None,
+                     callback_format: Format = "monaco") -> SubmissionView:
         spec = spec or RunSpec()
         waiting = self._queue.qsize()
         if waiting >= self.settings.queue_size:
@@ -121,7 +123,7 @@ class LocalBackend:
             callback=CallbackState() if callback_url else None,
         )  # fmt: skip
         try:
-            await self.store.insert(view, code, stdin, limits, spec, callback_url)
+            await self.store.insert(view, code, stdin, limits, spec, callback_url, callback_format)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the submission could not be stored: {exc}") from exc
         self._total += 1
@@ -264,8 +266,8 @@ class LocalBackend:
             self._active.pop(view.id, None)
             job.done.set()
         self.metrics.observe_finished(final)
-        if final.callback is not None and (url := self.store.callback_url(view.id)):
-            self.callbacks.schedule(view.id, url)
+        if final.callback is not None and (target := self.store.callback_target(view.id)):
+            self.callbacks.schedule(view.id, *target)
 
     async def _prune_forever(self) -> None:
         retention = timedelta(hours=self.settings.retention_hours)

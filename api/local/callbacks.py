@@ -38,11 +38,11 @@ class Deliveries:
         """Start every delivery the store holds as pending (after a restart)."""
         pending = self.store.pending_callbacks()
         for p in pending:
-            self._start(p.id, p.url, p.attempts, p.due)
+            self._start(p.id, p.url, p.format, p.attempts, p.due)
         return len(pending)
 
-    def schedule(self, submission_id: str, url: str) -> None:
-        self._start(submission_id, url, 0, None)
+    def schedule(self, submission_id: str, url: str, fmt: str | None) -> None:
+        self._start(submission_id, url, fmt, 0, None)
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
@@ -53,14 +53,15 @@ class Deliveries:
                 await task
         self._tasks.clear()
 
-    def _start(self, submission_id: str, url: str, attempts: int, due: datetime | None) -> None:
+    def _start(self, submission_id: str, url: str, fmt: str | None, attempts: int, due: datetime | None) -> None:
         if submission_id not in self._tasks:
-            work = self._deliver(submission_id, url, attempts, due)
+            work = self._deliver(submission_id, url, fmt, attempts, due)
             task = asyncio.create_task(work, name=f"callback-{submission_id}")
             self._tasks[submission_id] = task
             task.add_done_callback(lambda _t: self._tasks.pop(submission_id, None))
 
-    async def _deliver(self, submission_id: str, url: str, attempts: int, due: datetime | None) -> None:
+    async def _deliver(self, submission_id: str, url: str, fmt: str | None, attempts: int, due: datetime | None
+                       ) -> None:
         while True:
             if due is not None:
                 await asyncio.sleep(max(0.0, (due - utcnow()).total_seconds()))
@@ -68,9 +69,10 @@ class Deliveries:
             if view is None or view.callback is None:  # pruned meanwhile
                 return
             headers = callback.headers(submission_id, attempts + 1)
+            sent = callback.message(view, fmt)
             async with self._sending:
                 try:
-                    attempt = await asyncio.to_thread(self.policy.deliver, url, view.result_body(), headers)
+                    attempt = await asyncio.to_thread(self.policy.deliver, url, sent.body, headers, sent.method)
                 except Exception as exc:  # never let a delivery die without its state written
                     attempt = Attempt(False, retry=True, error=f"internal error: {exc}")
             attempts += 1

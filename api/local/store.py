@@ -51,6 +51,7 @@ _CALLBACK_COLUMNS = {
     "callback_attempts": "INTEGER NOT NULL DEFAULT 0",
     "callback_error": "TEXT",
     "callback_next": "TEXT",  # ISO time of the next attempt
+    "callback_format": "TEXT",  # core/callback.py's FORMATS; NULL (rows from before formats): monaco
 }
 _CALLBACK_INDEX = "CREATE INDEX IF NOT EXISTS submissions_callback ON submissions(callback_state)"
 _VIEW_COLUMNS = (
@@ -75,6 +76,7 @@ class StoredSubmission:
 class PendingCallback:
     id: str
     url: str
+    format: str | None
     attempts: int
     due: datetime | None
 
@@ -208,13 +210,14 @@ class Store:
 
     # ---- operations
     async def insert(self, view: SubmissionView, code: str, stdin: str, limits: Limits,
-                     spec: RunSpec | None = None, callback_url: str | None = None) -> None:
+                     spec: RunSpec | None = None, callback_url: str | None = None,
+                     callback_format: str = "monaco") -> None:
         spec_json = (spec or RunSpec()).model_dump_json(by_alias=True, exclude_defaults=True)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO submissions (id, language, code, input, timeout_seconds, memory_mb, status, queued_at,"
-                " spec, callback_url, callback_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " spec, callback_url, callback_state, callback_format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     view.id,
                     view.language,
@@ -227,6 +230,7 @@ class Store:
                     spec_json,
                     callback_url,
                     "pending" if callback_url else None,
+                    callback_format if callback_url else None,
                 ),
             )
 
@@ -247,15 +251,18 @@ class Store:
     def pending_callbacks(self) -> list[PendingCallback]:
         """Finished submissions whose callback is still to be delivered: after a restart, these resume."""
         rows = self.reader.execute(
-            "SELECT id, callback_url, callback_attempts, callback_next FROM submissions"
+            "SELECT id, callback_url, callback_format, callback_attempts, callback_next FROM submissions"
             " WHERE callback_state = 'pending' AND status IN ('completed', 'failed') ORDER BY seq"
         ).fetchall()
-        return [PendingCallback(r["id"], r["callback_url"], r["callback_attempts"], parse_time(r["callback_next"]))
-                for r in rows]  # fmt: skip
+        return [PendingCallback(r["id"], r["callback_url"], r["callback_format"], r["callback_attempts"],
+                                parse_time(r["callback_next"])) for r in rows]  # fmt: skip
 
-    def callback_url(self, submission_id: str) -> str | None:
-        row = self.reader.execute("SELECT callback_url FROM submissions WHERE id = ?", (submission_id,)).fetchone()
-        return row["callback_url"] if row else None
+    def callback_target(self, submission_id: str) -> tuple[str, str | None] | None:
+        """The callback's URL and format, if the submission has a callback."""
+        row = self.reader.execute(
+            "SELECT callback_url, callback_format FROM submissions WHERE id = ?", (submission_id,)
+        ).fetchone()
+        return (row["callback_url"], row["callback_format"]) if row and row["callback_url"] else None
 
     async def mark_running(self, submission_id: str, started_at: datetime) -> None:
         def op(conn: sqlite3.Connection) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from monaco.core.judge0 import DEFAULT_FIELDS, encode64
 from monaco.core.resource import submission_view
 from monaco.core.settings import Settings
 from monaco.operator.callbacks import Callbacks
@@ -150,3 +151,30 @@ async def test_a_submission_still_running_is_left_alone(settings: Settings, cloc
     assert receiver.received == [] and cluster.status_writes == []
     view = submission_view(cluster.submissions["s1"])
     assert view.callback is not None and view.callback.state == "pending"
+
+
+async def test_a_judge0_format_callback_is_judge0s_put(settings: Settings, clock: Clock, receiver: Receiver) -> None:
+    """spec.callbackFormat `judge0` (set by the Judge0 API): what Judge0 CE sends, a PUT of its default
+    fields with the text in Base64; the claim and the recorded outcome are those of any callback."""
+    body = finished("s1", f"{receiver.url}/j0")
+    body["spec"]["callbackFormat"] = "judge0"
+    body["status"].update(stderr="warn\n", executionTimeMs=12.5, memoryKb=2048)
+    cluster = FakeCluster(body)
+    await tick(sender(settings, cluster, clock), cluster)
+    assert callback_of(cluster, "s1") == {"state": "delivered", "attempts": 1}
+    assert receiver.methods == ["PUT"]
+    [(path, headers, _)] = receiver.received
+    assert path == "/j0" and headers["content-type"] == "application/json" and headers["x-monaco-submission"] == "s1"
+    assert receiver.bodies() == [{
+        "token": "s1", "status": {"id": 3, "description": "Accepted"}, "stdout": encode64("hi\n"),
+        "stderr": encode64("warn\n"), "compile_output": None, "message": None, "time": "0.013", "memory": 2048,
+    }]  # fmt: skip
+    assert set(receiver.bodies()[0]) == set(DEFAULT_FIELDS)
+
+
+async def test_a_monaco_format_callback_is_still_a_post(settings: Settings, clock: Clock, receiver: Receiver) -> None:
+    body = finished("s1", receiver.url)
+    body["spec"]["callbackFormat"] = "monaco"
+    cluster = FakeCluster(body)
+    await tick(sender(settings, cluster, clock), cluster)
+    assert receiver.methods == ["POST"] and receiver.bodies()[0]["id"] == "s1"
