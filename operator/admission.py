@@ -126,9 +126,9 @@ class Admission:
         status written, or None when the object had changed."""
         meta = body.get("metadata") or {}
         queued_at = submitted_at(meta) or self.clock()
-        status = results.queued_status(queued_at).wire()
-        ops = status_ops(status, resource_version=str(meta.get("resourceVersion")), whole=True)
-        return status if await self.cluster.patch_status(str(meta.get("name")), ops) else None
+        status = results.queued_status(queued_at)
+        ops = status_ops(status.wire(), resource_version=str(meta.get("resourceVersion")), whole=True)
+        return status.wire() if await self.cluster.patch_status(str(meta.get("name")), ops) else None
 
     async def queue_missed(self, ix: Indexes, older_than: timedelta = timedelta(seconds=2)) -> int:
         """Queue what the event handler failed to (an API error on the way): events are not retried."""
