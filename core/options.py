@@ -85,14 +85,20 @@ def _check_cases(spec: RunSpec, stdin: str, max_input_bytes: int) -> None:
                                f"{max_input_bytes} bytes")
 
 
+def _check_strings(field: str, items: tuple[str, ...], what: str, max_count: int, max_bytes: int,
+                   nul: str = "") -> None:
+    """A list of strings bounded in count and in bytes each, none holding a NUL (`nul`: why, if said)."""
+    if len(items) > max_count:
+        raise OptionError(413, f"'{field}' has {len(items)} {what}; the limit is {max_count}")
+    for i, item in enumerate(items):
+        if "\x00" in item:
+            raise OptionError(400, f"'{field}[{i}]' contains a NUL character{nul}")
+        if _bytes(item) > max_bytes:
+            raise OptionError(413, f"'{field}[{i}]' is {_bytes(item)} bytes; the limit is {max_bytes} bytes")
+
+
 def _check_args(args: tuple[str, ...]) -> None:
-    if len(args) > MAX_ARGS:
-        raise OptionError(413, f"'args' has {len(args)} arguments; the limit is {MAX_ARGS}")
-    for i, arg in enumerate(args):
-        if "\x00" in arg:
-            raise OptionError(400, f"'args[{i}]' contains a NUL character, which no argument can hold")
-        if _bytes(arg) > MAX_ARG_BYTES:
-            raise OptionError(413, f"'args[{i}]' is {_bytes(arg)} bytes; the limit is {MAX_ARG_BYTES} bytes")
+    _check_strings("args", args, "arguments", MAX_ARGS, MAX_ARG_BYTES, nul=", which no argument can hold")
     total = sum(_bytes(a) for a in args)
     if total > MAX_ARGS_TOTAL_BYTES:
         raise OptionError(413, f"'args' are {total} bytes together; the limit is {MAX_ARGS_TOTAL_BYTES} bytes")
@@ -145,14 +151,7 @@ def _check_compiler_options(options: tuple[str, ...], language: Language) -> Non
         return
     if not language.compiles:
         raise OptionError(400, f"'compilerOptions': {language.name} is not compiled; leave the field out")
-    if len(options) > MAX_COMPILER_OPTIONS:
-        raise OptionError(413, f"'compilerOptions' has {len(options)} options; the limit is {MAX_COMPILER_OPTIONS}")
-    for i, option in enumerate(options):
-        if "\x00" in option:
-            raise OptionError(400, f"'compilerOptions[{i}]' contains a NUL character")
-        if _bytes(option) > MAX_COMPILER_OPTION_BYTES:
-            raise OptionError(413, f"'compilerOptions[{i}]' is {_bytes(option)} bytes; the limit is "
-                                   f"{MAX_COMPILER_OPTION_BYTES} bytes")
+    _check_strings("compilerOptions", options, "options", MAX_COMPILER_OPTIONS, MAX_COMPILER_OPTION_BYTES)
     problem = compiler_option_problem(options, language)
     if problem:
         raise OptionError(400, f"'compilerOptions': {problem} (it may read or write files, load code or run "
