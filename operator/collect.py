@@ -99,17 +99,17 @@ class Collector:
             ran = envelope.parse(data)
         except envelope.EnvelopeError:
             return
-        compiled = None
-        if compiled_in:
-            try:
-                compiled = envelope.parse(await self._read_log(compiled_in, COMPILE) or b"")
-            except Exception:
-                return
         key = names.key(sub.name)
         if key in self.busy:
             return
         self.busy.add(key)
         try:
+            compiled = None
+            if compiled_in:  # read only when this call finishes it, not while another path does
+                try:
+                    compiled = envelope.parse(await self._read_log(compiled_in, COMPILE) or b"")
+                except Exception:
+                    return
             outcome = envelope.decide(compiled, ran, expected=sub.spec.expected_output)
             if await finish(self.cluster, sub.name, Status.RUNNING, outcome, self.clock(), None, job_name):
                 self.done[sub.uid] = self.clock()

@@ -330,38 +330,39 @@ class Pool:
         """Owner and job to a pod this process just claimed; on any failure the pod goes, unused."""
         container = builders.delivery_container(sub.language)
         compiles = sub.language.compiles
-        # The run phase's envelope on a stream: the job's own for an interpreted language; for a compiled
-        # one, a second attach (stdout only) to the run container, made while the compiler still runs.
-        linger = sub.timeout_seconds + STREAM_SLACK_SECONDS + (sub.language.compile_limits.timeout_seconds
-                                                               if compiles else 0)
+        # The run phase's envelope on a stream, kept open this long: the job's own for an interpreted
+        # language; for a compiled one, a second attach to the run container (see _stream).
+        linger = 0.0 if self.sink is None else sub.timeout_seconds + STREAM_SLACK_SECONDS + (
+            sub.language.compile_limits.timeout_seconds if compiles else 0)
         try:
             if not await self.cluster.patch_job(pod.job_name, builders.claim_owner_patch(sub)):
                 raise RuntimeError(f"pool Job {pod.job_name} is gone")
             acked, output = await self.cluster.attach(pod.name, container, builders.job_frame(sub.code, sub.stdin),
-                                                      ACCEPTED, 0.0 if compiles or self.sink is None else linger)
+                                                      ACCEPTED, 0.0 if compiles else linger)
             if not acked:
                 raise RuntimeError("the runner did not acknowledge the job")
         except Exception as exc:
             log.warning("delivering %s to %s failed (%s); it takes the cold path", sub.name, pod.name, exc)
             await self._discard(pod)
             return False
-        if self.sink is not None:
-            task = asyncio.create_task(self._stream(sub, pod, output, linger if compiles else 0.0),
-                                       name=f"stream-{sub.name}")
+        if linger:
+            task = asyncio.create_task(self._stream(sub, pod, output, linger), name=f"stream-{sub.name}")
             self._streams.add(task)
             task.add_done_callback(self._streams.discard)
         return True
 
     async def _stream(self, sub: Submission, pod: PoolPodRecord, output: asyncio.Future[bytes],
-                      run_linger: float) -> None:
-        """The run phase's envelope from an attach stream, to the sink (`run_linger`: attach to the run
-        container first, for that long). Whatever goes wrong here, the pod's end and logs still decide."""
+                      linger: float) -> None:
+        """The run phase's envelope from an attach stream, to the sink: the job's stream (`output`), or for a
+        compiled language one attached now, stdout only, to the run container while the compiler still
+        runs. Whatever goes wrong here, the pod's end and logs still decide."""
+        compiles = sub.language.compiles
         with contextlib.suppress(Exception):
-            if run_linger:
-                _, output = await self.cluster.attach(pod.name, RUN, b"", b"", run_linger)
+            if compiles:
+                _, output = await self.cluster.attach(pod.name, RUN, b"", b"", linger)
             data = await output
             if self.sink is not None and data:
-                await self.sink(sub, pod.job_name, data, pod.name if run_linger else "")
+                await self.sink(sub, pod.job_name, data, pod.name if compiles else "")
 
     async def _resume(self, sub: Submission, pod: PoolPodRecord) -> str | None:
         """A pod claimed for `sub` before a restart: running warm if its runner accepted the job (its
