@@ -5,7 +5,9 @@
    (the same program asking for 1 MiB more memory than the default, which no pool serves), and a bare
    Job running the same image and command, created directly and watched until it succeeds (same run);
    with the Kubernetes API writes per submission on each path (the API server's apiserver_request_total).
-2. throughput: a burst of 100 hello-world submissions on each path.
+2. throughput: a burst of 100 hello-world submissions on each path, and as many bare pods of the same
+   image and command, as many at a time as fit beside the pool: the node's ceiling when every program
+   gets a pod of its own.
 3. memory: operator and API resident memory with 2,000 finished CodeSubmissions present.
 
 Needs a cluster with Monaco installed by the chart (release and namespace from MONACO_BENCH_RELEASE,
@@ -37,6 +39,7 @@ HELLO = 'print("hello")'
 # Per path, the request body beside the code: default limits go warm; one MiB more goes cold.
 PATHS = {"warm": {}, "cold": {"memoryMb": 101}}
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+BARE_POD = "monaco.dev/bench=bare-pod"  # the label of the bare pods that measure the node's ceiling
 
 
 def kubectl(*args: str, input: str | None = None) -> str:
@@ -76,6 +79,24 @@ def python_image() -> str:
     raise RuntimeError("no languages ConfigMap found")
 
 
+def bare_pod_spec(image: str, resources: dict[str, Any]) -> dict[str, Any]:
+    """A pod running `python3 -c print(...)` in the language image, as locked down as a sandbox's."""
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{
+            "name": "run",
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["python3", "-c", HELLO],
+            "resources": resources,
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                "readOnlyRootFilesystem": True},
+        }],
+    }
+
+
 def bare_job(image: str) -> float:
     """Seconds from creating a Job running `python3 -c print(...)` to the Job reporting success."""
     name = f"bench-bare-{uuid.uuid4().hex[:8]}"
@@ -88,29 +109,7 @@ def bare_job(image: str) -> float:
             "ttlSecondsAfterFinished": 30,
             "template": {
                 "metadata": {"labels": {"monaco.dev/bench": "bare"}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 65534,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "run",
-                            "image": image,
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["python3", "-c", HELLO],
-                            "resources": {"limits": {"cpu": "1", "memory": "128Mi"}},
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                                "readOnlyRootFilesystem": True,
-                            },
-                        }
-                    ],
-                },
+                "spec": bare_pod_spec(image, {"limits": {"cpu": "1", "memory": "128Mi"}}),
             },
         },
     }
@@ -213,10 +212,91 @@ def latency(runs: int = 15) -> None:
            for path in steps for i, hop in enumerate(HOPS)])
 
 
+def operator_env() -> dict[str, str]:
+    deploy = kjson("get", "deploy", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
+    env = deploy["spec"]["template"]["spec"]["containers"][0].get("env") or []
+    return {e["name"]: str(e.get("value", "")) for e in env}
+
+
+def millicpu(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def free_millicpu() -> int:
+    """The node's allocatable CPU less what its pods that have not ended request now."""
+    node = kjson("get", "nodes")["items"][0]
+    used = 0
+    for pod in kjson("get", "pods", "-A")["items"]:
+        if pod["status"].get("phase") in ("Succeeded", "Failed"):
+            continue
+        for c in pod["spec"].get("containers", []):
+            used += millicpu(str(((c.get("resources") or {}).get("requests") or {}).get("cpu", "0m")))
+    return millicpu(str(node["status"]["allocatable"]["cpu"])) - used
+
+
+def bare_pods(count: int, at_once: int, image: str, cpu: str) -> tuple[float, list[float]]:
+    """The node's ceiling for one pod per program: `count` bare pods running the same image and command at
+    the sandbox's CPU, at most `at_once` at a time, each deleted once it succeeded. Through the Python
+    client and one watch, so that measuring costs the node next to nothing. (seconds in all, and each
+    pod's seconds from create to Succeeded)"""
+    import threading
+
+    from kubernetes import client, config, watch
+
+    config.load_kube_config()  # type: ignore[no-untyped-call]
+    core = client.CoreV1Api()
+    done: dict[str, threading.Event] = {}
+    stop = threading.Event()
+
+    def watcher() -> None:
+        while not stop.is_set():
+            for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    core.list_namespaced_pod, SANDBOX_NS, timeout_seconds=5, label_selector=BARE_POD):
+                pod = event["object"]
+                if pod.status and pod.status.phase in ("Succeeded", "Failed") and pod.metadata.name in done:
+                    done[pod.metadata.name].set()
+                if stop.is_set():
+                    return
+
+    def one(_: int) -> float:
+        name = f"bench-pod-{uuid.uuid4().hex[:10]}"
+        done[name] = threading.Event()
+        resources = {"cpu": cpu, "memory": "128Mi"}
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": dict([BARE_POD.split("=")])},
+                "spec": {**bare_pod_spec(image, {"requests": resources, "limits": resources}),
+                         "enableServiceLinks": False, "terminationGracePeriodSeconds": 0}}
+        t = time.monotonic()
+        core.create_namespaced_pod(SANDBOX_NS, body)  # type: ignore[arg-type]  # a dict is a V1Pod's wire form
+        deadline = t + 300
+        while not done[name].wait(2):  # an event the watch missed between two of its streams: read the pod
+            status = core.read_namespaced_pod_status(name, SANDBOX_NS).status
+            if status is not None and str(status.phase) in ("Succeeded", "Failed"):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(name)
+        elapsed = time.monotonic() - t
+        core.delete_namespaced_pod(name, SANDBOX_NS, grace_period_seconds=0)
+        return elapsed
+
+    thread = threading.Thread(target=watcher, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with ThreadPoolExecutor(at_once) as pool:
+            each = list(pool.map(one, range(count)))
+    finally:
+        stop.set()
+    return time.monotonic() - started, each
+
+
 def throughput(burst: int = 100) -> None:
+    env = operator_env()
+    pool_python = json.loads(env.get("MONACO_WARM_POOL") or "{}").get("python", 0)
+    burst_python = json.loads(env.get("MONACO_WARM_POOL_BURST") or "{}").get("python", 0)
     with api_client() as api:
         workers = api.get("/queue-stats").json()["queue_stats"]["max_workers"]
-        rows = []
+        rows = [("warm pool, its burst, MAX_WORKERS", f"{pool_python}, {burst_python}, {workers}")]
         for path, body in PATHS.items():
             if path == "warm":
                 wait_for_pool()
@@ -233,6 +313,13 @@ def throughput(burst: int = 100) -> None:
                      (f"{path}: wall time", f"{elapsed:.1f} s"),
                      (f"{path}: rate", f"{ok / elapsed:.2f} /s"),
                      (f"{path}: API writes per submission", f"{written / burst:.1f}")]
+    cpu = env.get("MONACO_SANDBOX_CPU", "500m")
+    # as many as Monaco may have beside the pool's idle pods (workers and the burst), or as fit the node
+    at_once = max(1, min(workers + burst_python, free_millicpu() // millicpu(cpu)))
+    elapsed, each = bare_pods(burst, at_once, python_image(), cpu)
+    rows += [(f"bare pods ({at_once} at a time, {cpu} CPU): the node's ceiling", f"{burst / elapsed:.2f} /s"),
+             ("bare pods: create to Succeeded, p50 / p95",
+              f"{pct(each, 50) * 1000:.0f} / {pct(each, 95) * 1000:.0f} ms")]
     table(f"throughput: burst of {burst} hello-world Python per path (MAX_WORKERS={workers})", rows)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import signal
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 from pydantic.alias_generators import to_camel
@@ -142,11 +143,19 @@ class RunSpec(BaseModel):
     def wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_defaults=True)
 
+    # What the warm pool's job frame does not carry (it carries source and stdin only).
+    COLD_ONLY: ClassVar[tuple[str, ...]] = ("test_cases", "args", "files", "compiler_options",
+                                             "redirect_stderr_to_stdout")
+
     @property
     def cold_only(self) -> bool:
         """Whether it needs more than the warm pool's job frame carries (source and stdin)."""
-        return bool(self.test_cases or self.args or self.files or self.compiler_options
-                    or self.redirect_stderr_to_stdout)
+        return any(getattr(self, name) for name in self.COLD_ONLY)
+
+    @classmethod
+    def cold_only_in(cls, spec: Mapping[str, Any]) -> bool:
+        """The same, of a CodeSubmission's raw spec (camelCase), without validating it."""
+        return any(spec.get(to_camel(name)) for name in cls.COLD_ONLY)
 
 
 class Limits(BaseModel):

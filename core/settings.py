@@ -116,6 +116,15 @@ class Settings(BaseSettings):
     warm_pool: Annotated[dict[str, Annotated[int, Field(ge=0, le=256)]], NoDecode] = Field(
         default_factory=dict, validation_alias=_env("WARM_POOL")
     )
+    # While submissions of a pooled language wait, its pool grows by up to this many pods above its size
+    # (one per waiting submission), and shrinks back once the queue is gone; e.g. {"python": 6}.
+    warm_pool_burst: Annotated[dict[str, Annotated[int, Field(ge=0, le=256)]], NoDecode] = Field(
+        default_factory=dict, validation_alias=_env("WARM_POOL_BURST")
+    )
+    # How long a submission that fits a pool waits for one of its pods that is starting, before it takes the
+    # cold path instead; 0: never waits (an empty pool means the cold path at once).
+    warm_pool_wait_seconds: float = Field(10.0, ge=0, le=300, allow_inf_nan=False,
+                                          validation_alias=_env("WARM_POOL_WAIT_SECONDS"))
     # An idle pool pod older than this is replaced (a fresh one is cheap; an old one may sit on a drained node).
     warm_pool_max_idle_seconds: int = Field(900, ge=60, le=86400, validation_alias=_env("WARM_POOL_MAX_IDLE_SECONDS"))
     health_port: int = Field(8081, ge=1, le=65535, validation_alias=_env("HEALTH_PORT"))
@@ -129,7 +138,7 @@ class Settings(BaseSettings):
             return json.loads(value) if value.strip() else None
         return value
 
-    @field_validator("warm_pool", mode="before")
+    @field_validator("warm_pool", "warm_pool_burst", mode="before")
     @classmethod
     def _json_mapping(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -44,7 +44,9 @@ MAX_WORKERS = 3
 # Per path, the values added to every install and upgrade. Idle pool pods request CPU like running ones:
 # on the 2-core local node the warm pass gives sandboxes 300m, so that 3 workers and the pools fit.
 WARM_POOL = {"python": 1, "c": 1}
+BURST = {"python": 1}  # the python pool grows to 2 while python submissions queue
 PATHS = {"cold": [], "warm": ["--set-json", f"warmPool={json.dumps(WARM_POOL)}", "--set", "sandbox.cpu=300m",
+                               "--set-json", f"warmPoolBurst={json.dumps(BURST)}",
                                "--set", "operator.metricsPort=8082"]}
 IDLE = "monaco.dev/pool-state=idle"
 POLL = 0.2  # seconds between polls of the cluster
@@ -488,11 +490,27 @@ def test_an_idle_pool_pod_is_blocked_from_the_network(api: httpx.Client, kubectl
 def test_the_pool_refills_after_a_burst(api: httpx.Client, kubectl: Any, path: str) -> None:
     if path != "warm":
         pytest.skip("warm pass only")
-    ids = [api.post("/submit", json={"language": "python", "code": f"print({i})"}).json()["id"] for i in range(12)]
-    results = [finished(api, sid, 600) for sid in ids]
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:  # unclaimed python pool pods, starting or ready
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, len(_pool_pods(kubectl, "python")))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        ids = [api.post("/submit", json={"language": "python", "code": f"print({i})"}).json()["id"]
+               for i in range(12)]
+        results = [finished(api, sid, 600) for sid in ids]
+    finally:
+        stop.set()
+        watcher.join(10)
     assert [r["output"] for r in results] == [f"{i}\n" for i in range(12)]
     assert sum(ran_warm(kubectl, sid) for sid in ids) >= 2, "no claim at all during the burst"
-    # back to its size: one idle, ready pod, and no claimed pod or Job left over
+    assert peak == WARM_POOL["python"] + BURST["python"], f"the pool peaked at {peak} pods during the burst"
+    # back to its size once the queue is gone: one idle, ready pod, and no claimed pod or Job left over
     wait_until_blocking(lambda: _ready_idle(kubectl, "python") == WARM_POOL["python"]
                         and not _pool_pods(kubectl, "python", "monaco.dev/pool-state=claimed"), 180,
                         "the python pool to refill", POLL)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +27,7 @@ from monaco.operator import builders, names, results
 from monaco.operator.cleanup import finish
 from monaco.operator.cluster import Cluster, Rejected, status_ops
 from monaco.operator.pool import Pool, PoolJobRecord, PoolPodRecord
-from monaco.operator.state import IndexLike, JobRecord, PodRecord, SubmissionRecord
+from monaco.operator.state import IndexLike, JobRecord, PodRecord, SubmissionRecord, waiting
 from monaco.operator.submission import SpecError, from_body
 
 log = logging.getLogger("monaco.operator")
@@ -65,30 +65,25 @@ def occupied(ix: Indexes, inflight: Iterable[str] = ()) -> set[str]:
     return keys
 
 
-def waiting(ix: Indexes) -> list[SubmissionRecord]:
-    """Submissions waiting for a sandbox in FIFO order: queued ones, and new ones not queued yet (so that
-    in a burst a later submission that happened to be queued first does not overtake an earlier one)."""
-    subs = [s for values in ix.submissions.values() for s in values]
-    return sorted((s for s in subs if s.phase in (Status.QUEUED, Status.PENDING) and not s.deleting),
-                  key=lambda s: s.order)
-
-
-def plan(ix: Indexes, max_workers: int, inflight: Iterable[str] = ()) -> list[SubmissionRecord]:
+def plan(ix: Indexes, max_workers: int, inflight: Iterable[str] = (),
+         deferred: Collection[str] = ()) -> list[SubmissionRecord]:
     """Which queued submissions to admit now, in order.
 
     One that already holds a slot (its Job exists: the operator died between creating it and writing
-    `running`) is admitted without taking another; the rest take the free slots first come, first served.
+    `running`) is admitted without taking another; the rest take the free slots first come, first served,
+    except the `deferred` ones: they wait for a warm pool pod that is starting (Pool.deferred), holding no
+    slot meanwhile.
     """
     held = occupied(ix, inflight)
     inflight = set(inflight)
     free = max_workers - len(held)
     chosen = []
-    for sub in waiting(ix):
+    for sub in waiting(ix.submissions):
         if sub.key in inflight:
             continue
         if sub.key in held:
             chosen.append(sub)
-        elif free > 0:
+        elif free > 0 and sub.key not in deferred:
             chosen.append(sub)
             free -= 1
     return chosen
@@ -146,7 +141,8 @@ class Admission:
         async with self._lock:
             self.prune(ix)
             admitted = []
-            for sub in plan(ix, self.settings.max_workers, self.inflight):
+            deferred = self.pool.deferred(waiting(ix.submissions), ix.pool_pods, ix.pool_jobs) if self.pool else ()
+            for sub in plan(ix, self.settings.max_workers, self.inflight, deferred):
                 if await self.admit(sub, ix):
                     admitted.append(sub.name)
             return admitted

@@ -1,4 +1,4 @@
-"""The operator's Prometheus endpoint: the warm pools' size, idle pods, claims, misses and claim latency.
+"""The operator's Prometheus endpoint: the warm pools' size, idle pods, waits, claims, misses and claim latency.
 
 Read at scrape time from the pool's counters and kopf's indexes; served on settings.metrics_port
 (0: none) by prometheus_client's own HTTP server, beside kopf's liveness endpoint.
@@ -29,11 +29,14 @@ class PoolCollector(Collector):
         wanted = GaugeMetricFamily("monaco_pool_size", "Idle sandboxes each pool keeps (warmPool)", labels=["language"])
         current = GaugeMetricFamily("monaco_pool_jobs", "Unclaimed pool Jobs, starting or idle", labels=["language"])
         idle = GaugeMetricFamily("monaco_pool_idle", "Idle pool sandboxes ready for a program", labels=["language"])
+        waits = GaugeMetricFamily("monaco_pool_waiting", "Submissions waiting for one of the pool's starting "
+                                  "sandboxes (warmPoolWaitSeconds)", labels=["language"])
         for language in sorted(set(self.pool.settings.warm_pool) | set(sizes)):
             jobs_now, ready = sizes.get(language, (0, 0))
             wanted.add_metric([language], self.pool.size(language))
             current.add_metric([language], jobs_now)
             idle.add_metric([language], ready)
+            waits.add_metric([language], self.pool.waits.get(language, 0))
         claims = CounterMetricFamily("monaco_pool_claims", "Submissions that ran in a warm sandbox",
                                      labels=["language"])
         for language, n in sorted(self.pool.stats.claims.items()):
@@ -48,7 +51,7 @@ class PoolCollector(Collector):
                                         "From a claim to the runner's acknowledgement of the delivered job")
         buckets = [(str(b), n) for b, n in zip(CLAIM_BUCKETS, stats.claim_buckets, strict=True)]
         latency.add_metric([], [*buckets, ("+Inf", sum(stats.claims.values()))], stats.claim_seconds_sum)
-        yield from (wanted, current, idle, claims, misses, latency)
+        yield from (wanted, current, idle, waits, claims, misses, latency)
 
 
 def serve(port: int, pool: Pool, indexes: Indexes) -> CollectorRegistry:

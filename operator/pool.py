@@ -12,6 +12,12 @@ pod), then its Job gets the submission as owner, then the job (source and stdin)
 through pods/attach, which the runner acknowledges before anything of the program runs. Whatever fails
 before that acknowledgement deletes the claimed pod and sends the submission down the cold path; a pod
 serves one program and is never returned to the pool.
+
+Bursts: while submissions that fit a pool wait, the pool grows by up to `warm_pool_burst[language]` pods
+above its size, one per waiting submission, and shrinks back once the queue has been empty for
+BURST_LINGER. A waiting submission that fits waits (holding no worker slot) for a pool pod that is
+starting, rather than starting a cold pod of its own, for up to `warm_pool_wait_seconds`; one for which
+no pod is ready or starting takes the cold path as before.
 """
 
 from __future__ import annotations
@@ -25,10 +31,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from monaco.core.models import utcnow
-from monaco.core.phase import RUN, resolve_limits
+from monaco.core.phase import RUN, LimitError, resolve_limits
 from monaco.core.settings import Settings
 from monaco.operator import builders, names
-from monaco.operator.state import EPOCH, IndexLike, SubmissionRecord, parse_time
+from monaco.operator.state import EPOCH, IndexLike, SubmissionRecord, parse_time, waiting
 from monaco.operator.submission import Submission
 
 log = logging.getLogger("monaco.operator")
@@ -44,6 +50,9 @@ LEFTOVER_GRACE = timedelta(seconds=60)
 # Claims tried per submission before it takes the cold path (each lost one was won by another claim).
 CLAIM_ATTEMPTS = 3
 ACCEPTED = b"#MONACO-JOB v1 ACCEPTED"
+# A pool grown for waiting submissions keeps its extra pods this long after its queue is gone (the burst
+# may go on: a pod deleted now would have to be started again), then shrinks back to its size.
+BURST_LINGER = timedelta(seconds=30)
 # How long past its time limit the attach stream of a run is kept open for its envelope.
 STREAM_SLACK_SECONDS = 5
 # What the pool hands a delivered run's stream to: the submission, its pool Job, the runner's stdout (the
@@ -138,6 +147,17 @@ def warm_eligible(sub: Submission, settings: Settings) -> bool:
     return sub.limits == resolve_limits(sub.language, None, None)
 
 
+def record_fits(rec: SubmissionRecord, settings: Settings) -> bool:
+    """warm_eligible, from a waiting submission's index record (no read of its spec)."""
+    language = settings.registry.get(rec.language)
+    if language is None or settings.warm_pool.get(language.name, 0) <= 0 or rec.cold_only:
+        return False
+    try:
+        return resolve_limits(language, *rec.asked) == resolve_limits(language, None, None)
+    except LimitError:
+        return False
+
+
 class PoolCluster(Protocol):
     """The calls the pool makes (operator/cluster.py's Cluster has them)."""
 
@@ -181,6 +201,9 @@ class Pool:
         self.cluster = cluster
         self.clock = clock
         self.claimed: dict[str, datetime] = {}  # pod name -> when this process claimed it
+        self.waiting_since: dict[str, datetime] = {}  # submission key -> when it began to wait for a pod
+        self.burst_at: dict[str, datetime] = {}  # language -> when its pool last grew above its size
+        self.waits: dict[str, int] = {}  # language -> submissions waiting for a starting pod (last pass)
         self.created: dict[str, tuple[str, datetime]] = {}  # Job name -> (language, when) until indexed
         self.policy_ready = False
         self.stats = PoolStats()
@@ -199,6 +222,9 @@ class Pool:
 
     def size(self, language: str) -> int:
         return self.settings.warm_pool.get(language, 0) if language in self.hashes else 0
+
+    def burst(self, language: str) -> int:
+        return self.settings.warm_pool_burst.get(language, 0) if self.size(language) > 0 else 0
 
     def _max_idle(self) -> timedelta:
         return timedelta(seconds=self.settings.warm_pool_max_idle_seconds)
@@ -225,9 +251,11 @@ class Pool:
         for name, (_, at) in list(self.created.items()):
             if now - at > CREATE_GRACE or any(j.name == name for values in jobs.values() for j in values):
                 del self.created[name]
+        demand = {language: len(recs) for language, recs in self._fitting(waiting(subs)).items()}
         for language in sorted(set(self.hashes) | set(jobs)):
             try:
-                await self._reconcile(language, list(pods.get(language) or ()), list(jobs.get(language) or ()), now)
+                await self._reconcile(language, list(pods.get(language) or ()), list(jobs.get(language) or ()), now,
+                                      self._want(language, demand.get(language, 0), now))
             except Exception:
                 log.exception("keeping the %s pool at its size failed; retrying", language)
 
@@ -258,25 +286,45 @@ class Pool:
             return "it was idle too long"
         return None
 
-    async def _reconcile(self, language: str, pods: list[PoolPodRecord], jobs: list[PoolJobRecord],
-                         now: datetime) -> None:
+    def _want(self, language: str, demand: int, now: datetime) -> tuple[int, int]:
+        """(pods to have, pods to keep): the pool's size, or one pod per waiting submission up to size + burst;
+        while the last growth is recent, extra pods already there are kept (up to size + burst)."""
+        size = self.size(language)
+        want = max(size, min(demand, size + self.burst(language)))
+        if want > size:
+            self.burst_at[language] = now
+        lingering = now - self.burst_at.get(language, EPOCH) < BURST_LINGER
+        return want, size + self.burst(language) if lingering else want
+
+    def _unclaimed(self, language: str, pods: list[PoolPodRecord], jobs: list[PoolJobRecord],
+                   now: datetime) -> tuple[list[PoolJobRecord], list[tuple[PoolJobRecord, str]], list[str]]:
+        """The language's pool Jobs nobody claimed: (those that stay, those to retire with why, those this
+        process created that the indexes do not show yet)."""
         claimed_jobs = {p.job_name for p in pods if p.claimed} | {
             p.job_name for p in pods if p.name in self.claimed}
         keep: list[PoolJobRecord] = []
+        retire: list[tuple[PoolJobRecord, str]] = []
         for job in jobs:
             if job.claimed or job.name in claimed_jobs or job.deleting:
                 continue
             reason = self._retire_reason(job, [p for p in pods if p.job_name == job.name], now)
             if reason is None:
                 keep.append(job)
-                continue
+            else:
+                retire.append((job, reason))
+        pending = [n for n, (lang, _) in self.created.items() if lang == language and all(j.name != n for j in jobs)]
+        return keep, retire, pending
+
+    async def _reconcile(self, language: str, pods: list[PoolPodRecord], jobs: list[PoolJobRecord],
+                         now: datetime, wanted: tuple[int, int] | None = None) -> None:
+        keep, retire, pending = self._unclaimed(language, pods, jobs, now)
+        for job, reason in retire:
             log.info("retiring idle pool Job %s: %s", job.name, reason)
             await self.cluster.delete_job(job.name)
-        want = self.size(language)
-        pending = [n for n, (lang, _) in self.created.items() if lang == language and all(j.name != n for j in jobs)]
+        want, ceiling = wanted or (self.size(language), self.size(language))
         have = len(keep) + len(pending)
         # surplus: the newest (least likely to be ready) go first
-        for job in sorted(keep, key=lambda j: j.created, reverse=True)[: max(0, have - want)]:
+        for job in sorted(keep, key=lambda j: j.created, reverse=True)[: max(0, have - max(want, ceiling))]:
             log.info("retiring idle pool Job %s: the pool is above its size", job.name)
             await self.cluster.delete_job(job.name)
         if have >= want:
@@ -293,6 +341,43 @@ class Pool:
             name = await self.cluster.create_pool_job(builders.build_pool_job(language_entry, self.settings))
             self.created[name] = (language, self.clock())
             log.info("created idle pool Job %s", name)
+
+    # ---- waiting for a pod that is starting
+    def _fitting(self, queue: list[SubmissionRecord]) -> dict[str, list[SubmissionRecord]]:
+        """The waiting submissions that would claim a pool pod, by language, in FIFO order."""
+        out: dict[str, list[SubmissionRecord]] = {}
+        for rec in queue:
+            if record_fits(rec, self.settings):
+                out.setdefault(rec.language, []).append(rec)
+        return out
+
+    def deferred(self, queue: list[SubmissionRecord], pods: IndexLike[PoolPodRecord],
+                 jobs: IndexLike[PoolJobRecord]) -> set[str]:
+        """The keys of waiting submissions (`queue`, FIFO) that wait for one of their pool's starting pods
+        instead of taking the cold path now: in order, the first ones get the ready pods, the next ones one
+        starting pod each, for at most warm_pool_wait_seconds; the rest go cold as ever."""
+        now = self.clock()
+        patience = timedelta(seconds=self.settings.warm_pool_wait_seconds)
+        out: set[str] = set()
+        seen: set[str] = set()
+        for language, recs in self._fitting(queue).items():
+            ready = len(self.idle(pods, language))
+            keep, _, pending = self._unclaimed(language, list(pods.get(language) or ()),
+                                               list(jobs.get(language) or ()), now)
+            seats = len(keep) + len(pending) - ready  # pods of the pool that are starting
+            for rec in recs[ready:]:
+                if seats <= 0:
+                    break
+                seen.add(rec.key)
+                if now - self.waiting_since.setdefault(rec.key, now) < patience:
+                    out.add(rec.key)
+                    seats -= 1
+            self.waits[language] = sum(1 for rec in recs if rec.key in out)
+        for language in set(self.waits) - {rec.language for rec in queue}:
+            self.waits[language] = 0
+        for key in set(self.waiting_since) - seen:
+            del self.waiting_since[key]
+        return out
 
     # ---- claims
     async def claim(self, sub: Submission, pods: IndexLike[PoolPodRecord]) -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from monaco.core.models import Status
+from monaco.core.models import RunSpec, Status
 from monaco.core.models import parse_time as parse_time  # admission.py imports it from here
 from monaco.core.resource import callback_due, submitted_at
 from monaco.operator import names
@@ -38,6 +38,11 @@ class SubmissionRecord:
     judged: bool = False  # its spec has expected outputs or test cases: its result needs the spec
     cases: int = 0  # how many test cases its run has (one envelope each)
     callback_due: datetime | None = None  # when its callback's next attempt may begin (operator/callbacks.py)
+    # What a warm pool needs to know of a waiting one without reading its spec (operator/pool.py): its
+    # language, the limits it asked for (None: the language's default) and whether it needs the cold path.
+    language: str = ""
+    asked: tuple[float | None, int | None] = (None, None)
+    cold_only: bool = False
 
     @property
     def finished(self) -> bool:
@@ -53,6 +58,7 @@ def submission_record(body: Mapping[str, Any]) -> SubmissionRecord:
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     spec = body.get("spec") or {}
+    limits = spec.get("limits") or {}
     name = str(meta.get("name", ""))
     created = parse_time(meta.get("creationTimestamp")) or EPOCH
     submitted = submitted_at(meta) or created
@@ -70,7 +76,25 @@ def submission_record(body: Mapping[str, Any]) -> SubmissionRecord:
         judged=spec.get("expectedOutput") is not None or bool(spec.get("testCases")),
         cases=len(spec.get("testCases") or ()),
         callback_due=callback_due(body),
+        language=str(spec.get("language") or ""),
+        asked=(_number(limits.get("timeoutSeconds")), _integer(limits.get("memoryMb"))),
+        cold_only=RunSpec.cold_only_in(spec),
     )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def waiting(subs: IndexLike[SubmissionRecord]) -> list[SubmissionRecord]:
+    """Submissions waiting for a sandbox in FIFO order: queued ones, and new ones not queued yet (so that
+    in a burst a later submission that happened to be queued first does not overtake an earlier one)."""
+    return sorted((s for values in subs.values() for s in values
+                   if s.phase in (Status.QUEUED, Status.PENDING) and not s.deleting), key=lambda s: s.order)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ import pytest
 
 from monaco.core.settings import Settings
 from monaco.operator import builders
-from monaco.operator.admission import Admission, Indexes, occupied, plan, waiting
+from monaco.operator.admission import Admission, Indexes, occupied, plan
 from monaco.operator.cluster import Rejected
+from monaco.operator.state import waiting
 from tests.operator.conftest import Clock, FakeCluster, container_status, indexes, job, pod, submission
 
 
@@ -27,13 +28,13 @@ def test_fifo_by_submit_time_then_creation_then_name() -> None:
     subs = [submission("c", created=2.5, phase="queued"), submission("a", created=2.1, phase="queued"),
             submission("b", created=2.1, phase="queued"), submission("d", created=0, phase="running"),
             submission("e", created=0)]
-    assert [s.name for s in waiting(indexes(subs))] == ["e", "a", "b", "c"]  # e: new, not queued yet
+    assert [s.name for s in waiting(indexes(subs).submissions)] == ["e", "a", "b", "c"]  # e: new, not queued yet
 
 
 def test_deleting_submissions_are_not_admitted() -> None:
     body = submission("a", phase="queued")
     body["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:01Z"
-    assert waiting(indexes([body])) == []
+    assert waiting(indexes([body]).submissions) == []
 
 
 def test_occupied_counts_live_pods_unfinished_jobs_running_submissions_and_inflight() -> None:

@@ -369,3 +369,120 @@ async def test_metrics_show_size_idle_claims_misses_and_claim_latency(warm: Sett
     assert 'monaco_pool_claims_total{language="python"} 1.0' in text
     assert 'monaco_pool_misses_total{language="python",reason="limits"} 1.0' in text
     assert 'monaco_pool_claim_seconds_count 1.0' in text
+
+
+# ---- bursts: the pool grows with its queue, and a fitting submission waits for a starting pod
+def fitting(names_: list[str], language: str = "python", phase: str = "queued") -> list[dict[str, Any]]:
+    out = []
+    for i, name in enumerate(names_):
+        body = default_limits(name, language)
+        body["metadata"]["annotations"] = {}
+        body["metadata"]["creationTimestamp"] = ts(i)
+        if phase != "queued":
+            body.pop("status", None)
+        out.append(body)
+    return out
+
+
+@pytest.mark.parametrize(("spec", "fits"), [
+    ({"limits": {}}, True),
+    ({"limits": {"timeoutSeconds": 10, "memoryMb": 100}}, True),  # the defaults, spelled out
+    ({"limits": {"memoryMb": 101}}, False),
+    ({"limits": {"timeoutSeconds": 2.5}}, False),
+    ({"limits": {}, "args": ["x"]}, False),
+    ({"limits": {}, "redirectStderrToStdout": True}, False),
+    ({"limits": {}, "testCases": [{"input": "1"}]}, False),
+    ({"limits": {}, "expectedOutput": "hi"}, True),  # decided by the operator: still warm
+    ({"limits": {}, "language": "java"}, False),  # no java pool
+    ({"limits": {}, "language": "cobol"}, False),
+    ({"limits": {"memoryMb": 10 ** 9}}, False),  # above the maximum: refused later, never a pool's
+])
+def test_a_waiting_records_fit_is_the_submissions_own(warm: Settings, spec: dict[str, Any], fits: bool) -> None:
+    from monaco.operator.pool import record_fits, warm_eligible
+    from monaco.operator.state import submission_record
+    from monaco.operator.submission import SpecError
+
+    body = default_limits("a")
+    body["spec"].update(spec)
+    assert record_fits(submission_record(body), warm) is fits
+    try:
+        assert warm_eligible(from_body(body, warm.registry), warm) is fits
+    except SpecError:
+        assert not fits
+
+
+@pytest.mark.anyio
+async def test_a_burst_grows_the_pool_one_pod_per_waiting_submission_then_it_shrinks(
+        warm: Settings, clock: Clock) -> None:
+    burst = warm.model_copy(update={"warm_pool_burst": {"python": 3}})
+    cluster = FakeCluster(*fitting([f"s{i}" for i in range(4)]), submission("cold", phase="queued"))
+    pool = Pool(burst, cluster, clock)
+    await pool.reconcile({}, {}, indexes(list(cluster.submissions.values())).submissions)
+    python = [c[1] for c in cluster.calls if c[0] == "create_pool_job" and "python" in c[1]]
+    assert len(python) == 4  # four fitting waiters (the cold one does not count): size 2 grows to 4
+    cluster.submissions.update({b["metadata"]["name"]: b for b in fitting([f"t{i}" for i in range(6)])})
+    await pool.reconcile(*pool_index(cluster), indexes(list(cluster.submissions.values())).submissions)
+    assert sum(c[0] == "create_pool_job" and "python" in c[1] for c in cluster.calls) == 5  # capped: 2 + 3
+    # the queue is gone: the extra pods stay while the burst may go on, then the pool is back at its size
+    for name in list(cluster.jobs):
+        pool_pod_body(cluster, name, burst, language=cluster.jobs[name]["metadata"]["labels"][names.POOL])
+    cluster.calls.clear()
+    await pool.reconcile(*pool_index(cluster), {})
+    assert not any(c[0] == "delete_job" for c in cluster.calls)
+    clock.advance(31)
+    await pool.reconcile(*pool_index(cluster), {})
+    assert sum(c[0] == "delete_job" for c in cluster.calls) == 3
+    assert not any(c[0] == "create_pool_job" for c in cluster.calls)
+
+
+@pytest.mark.anyio
+async def test_no_burst_configured_keeps_the_pool_at_its_size(warm: Settings, clock: Clock) -> None:
+    cluster = FakeCluster(*fitting([f"s{i}" for i in range(5)]))
+    pool = Pool(warm, cluster, clock)
+    await pool.reconcile({}, {}, indexes(list(cluster.submissions.values())).submissions)
+    assert sum(c[0] == "create_pool_job" and "python" in c[1] for c in cluster.calls) == 2
+
+
+@pytest.mark.anyio
+async def test_fitting_submissions_wait_for_starting_pool_pods_holding_no_slot(warm: Settings, clock: Clock) -> None:
+    """Two pool pods are starting: the first two fitting submissions wait for them (no cold Job, no slot);
+    the third, for which no pod is starting, and one that does not fit take the cold path at once; the
+    first pod to be ready is claimed by the first in line; a wait has an end."""
+    subs = fitting(["a", "b", "c"])
+    subs.append(submission("z", phase="queued", created=9))
+    cluster = FakeCluster(*subs)
+    pool = Pool(warm, cluster, clock)
+    await pool.reconcile({}, {}, {})
+    jobs = sorted(n for n in cluster.jobs if "python" in n)
+    for name in jobs:
+        pool_pod_body(cluster, name, warm, ready=False)
+    admission = Admission(warm.model_copy(update={"max_workers": 4}), cluster, clock, pool=pool)  # type: ignore[arg-type]
+    assert await admission.admit_next(ix_of(cluster)) == ["c", "z"]
+    assert cluster.status("c")["jobName"] == names.child_name("c") and "warm" not in cluster.status("c")
+    assert cluster.status("a")["phase"] == "queued" and names.child_name("a") not in cluster.jobs
+    # a pod is ready: a (first in line) claims it; b keeps waiting for the other
+    cluster.pods[f"{jobs[0]}-pod"] = pool_pod_body(cluster, jobs[0], warm)
+    admission.inflight.clear()
+    assert await admission.admit_next(ix_of(cluster)) == ["a"]
+    assert cluster.status("a")["warm"] is True and cluster.status("b")["phase"] == "queued"
+    assert pool.waits == {"python": 1}  # what /metrics shows as monaco_pool_waiting
+    # the other never gets ready: b waits warm_pool_wait_seconds, then goes cold
+    clock.advance(warm.warm_pool_wait_seconds - 1)
+    admission.inflight.clear()
+    assert await admission.admit_next(ix_of(cluster)) == []
+    clock.advance(2)
+    assert await admission.admit_next(ix_of(cluster)) == ["b"]
+    assert cluster.status("b")["jobName"] == names.child_name("b")
+
+
+@pytest.mark.anyio
+async def test_no_wait_when_it_is_turned_off(warm: Settings, clock: Clock) -> None:
+    never = warm.model_copy(update={"warm_pool_wait_seconds": 0})
+    cluster = FakeCluster(*fitting(["a"]))
+    pool = Pool(never, cluster, clock)
+    await pool.reconcile({}, {}, {})
+    for name in list(cluster.jobs):
+        pool_pod_body(cluster, name, never, ready=False, language=cluster.jobs[name]["metadata"]["labels"][names.POOL])
+    admission = Admission(never, cluster, clock, pool=pool)  # type: ignore[arg-type]
+    assert await admission.admit_next(ix_of(cluster)) == ["a"]
+    assert cluster.status("a")["jobName"] == names.child_name("a")

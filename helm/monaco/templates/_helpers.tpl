@@ -138,6 +138,10 @@ MONACO_RUNTIME_CLASS_NAME only when set (an empty value would not mean "none").
   value: {{ .Values.jobDeadlineSlackSeconds | int | quote }}
 - name: MONACO_WARM_POOL
   value: {{ .Values.warmPool | default dict | toJson | quote }}
+- name: MONACO_WARM_POOL_BURST
+  value: {{ .Values.warmPoolBurst | default dict | toJson | quote }}
+- name: MONACO_WARM_POOL_WAIT_SECONDS
+  value: {{ .Values.warmPoolWaitSeconds | quote }}
 - name: MONACO_WARM_POOL_MAX_IDLE_SECONDS
   value: {{ .Values.warmPoolMaxIdleSeconds | int | quote }}
 - name: MONACO_WAIT_MAX_SECONDS
