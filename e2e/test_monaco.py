@@ -520,6 +520,59 @@ def test_the_pool_refills_after_a_burst(api: httpx.Client, kubectl: Any, path: s
     assert 'monaco_pool_size{language="python"} 1.0' in text and "monaco_pool_claims_total" in text, text
 
 
+def _scale_operator(kubectl: Any, replicas: int) -> None:
+    deploy = kubectl.json("get", "deploy", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
+    kubectl("scale", "deploy", deploy["metadata"]["name"], "-n", NAMESPACE, f"--replicas={replicas}")
+    if replicas:
+        wait_until_blocking(lambda: _operator_running(kubectl), 180, "the operator to run", POLL)
+    else:
+        wait_until_blocking(lambda: not kubectl.json("get", "pods", "-n", NAMESPACE, "-l",
+                                                     "app.kubernetes.io/component=operator")["items"],
+                            180, "no operator pod", POLL)
+
+
+@pytest.mark.parametrize("delivered", [True, False], ids=["after-delivery", "before-delivery"])
+def test_an_operator_killed_at_the_claim_step_loses_nothing_and_runs_nothing_twice(
+        api: httpx.Client, kubectl: Any, path: str, delivered: bool) -> None:
+    """The operator dies right after a claim's compare-and-set on the pod's labels: the pod is claimed for the
+    submission, and (after-delivery) its runner got the job and ran it, or (before-delivery) it got nothing.
+    The next operator must resume the first where it ran, never running it again, and send the second down
+    the cold path after deleting the pod it had claimed."""
+    if path != "warm":
+        pytest.skip("warm pass only")
+    wait_until_blocking(lambda: _ready_idle(kubectl, "python") >= 1, 180, "an idle python pool pod", POLL)
+    code = "print('once')"
+    _scale_operator(kubectl, 0)
+    try:
+        r = api.post("/submit", json={"language": "python", "code": code})
+        assert r.status_code == 202, r.text
+        sid = r.json()["id"]
+        pod = next(p for p in _pool_pods(kubectl, "python") if p["status"].get("phase") == "Running")
+        name, job = pod["metadata"]["name"], pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
+        # the claim's first write, as the operator makes it: the pod's labels, tested against what it saw
+        kubectl("label", "pod", name, "-n", SANDBOX_NS, "--overwrite", "--resource-version",
+                pod["metadata"]["resourceVersion"], "monaco.dev/pool-state=claimed", f"monaco.dev/submission={sid}")
+        if delivered:  # and its delivery through pods/attach: the runner acknowledges, then runs it
+            frame = f"MONACO-JOB v1 {len(code.encode())} 0\n{code}"
+            out = kubectl("attach", "-i", "-c", "run", name, "-n", SANDBOX_NS, input=frame, timeout=120)
+            assert "#MONACO-JOB v1 ACCEPTED" in out, out
+    finally:
+        _scale_operator(kubectl, 1)
+    result = finished(api, sid, 300)
+    assert result["verdict"] == "ok" and result["output"] == "once\n", result
+    status = kubectl.json("get", "codesubmission", sid, "-n", SANDBOX_NS)["status"]
+    cold = kubectl.run("get", "job", f"csub-{sid}", "-n", SANDBOX_NS, check=False)
+    if delivered:  # it ran where it was delivered, and nowhere else
+        assert status.get("warm") is True and status["jobName"] == job, status
+        assert cold.returncode != 0 and "NotFound" in cold.stderr, cold.stdout
+    else:  # the claimed pod never ran it and is gone; the cold path did
+        assert not status.get("warm") and status["jobName"] == f"csub-{sid}", status
+        wait_until_blocking(lambda: not [p for p in kubectl.json("get", "pods", "-n", SANDBOX_NS)["items"]
+                                         if p["metadata"]["name"] == name
+                                         and not p["metadata"].get("deletionTimestamp")],
+                            120, f"the claimed pool pod {name} to go", POLL)
+
+
 class _Receiver(http.server.BaseHTTPRequestHandler):
     """A callback receiver in the cluster's network namespace: keeps what each POST or PUT brought."""
 

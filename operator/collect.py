@@ -18,7 +18,7 @@ from monaco.operator.admission import Indexes
 from monaco.operator.cleanup import finish, teardown
 from monaco.operator.cluster import Cluster
 from monaco.operator.names import child_name
-from monaco.operator.state import PodRecord, SubmissionRecord, first, job_record, pod_record
+from monaco.operator.state import PodRecord, SubmissionRecord, job_record, own_job, own_pods, pod_record, run_job
 from monaco.operator.submission import Submission
 
 log = logging.getLogger("monaco.operator")
@@ -75,7 +75,7 @@ class Collector:
                 assert pod is not None and ix is not None
                 try:
                     reader = functools.partial(self._read_log, envelopes=max(1, sub.cases))
-                    outcome = await results.collect(pod, first(ix.jobs, sub.key), self.clock(), reader,
+                    outcome = await results.collect(pod, own_job(ix.jobs, sub), self.clock(), reader,
                                                     await self._spec(sub))
                 except Exception:
                     log.exception("could not read the result of %s; the periodic check will retry", sub.name)
@@ -139,6 +139,8 @@ class Collector:
             if sub is not None and sub.finished:
                 await self.finished_children(sub, ix)
             return
+        if pod.job_name and pod.job_name != run_job(sub):
+            return  # a pool pod claimed for it, then discarded: it runs elsewhere
         if pod.terminal:
             await self._collect(sub, pod, ix)
             return
@@ -155,7 +157,9 @@ class Collector:
         if sub.finished:
             await self.finished_children(sub, ix)
             return
-        pods = ix.pods.get(job.key) or ()
+        if job.name != run_job(sub):
+            return  # a pool Job claimed for it, then discarded
+        pods = own_pods(ix.pods, sub)
         if job.failed_reason == "DeadlineExceeded" and not any(p.terminal for p in pods):
             await self._finish(sub, Outcome(verdict=Verdict.TIMEOUT,
                                             message="the sandbox ran longer than its deadline and was stopped"))
@@ -180,8 +184,8 @@ class Collector:
                         log.exception("checking %s failed", sub.name)
 
     async def _check_running(self, sub: SubmissionRecord, ix: Indexes, now: datetime) -> None:
-        job = first(ix.jobs, sub.key)
-        pods = list(ix.pods.get(sub.key) or ())
+        job = own_job(ix.jobs, sub)
+        pods = own_pods(ix.pods, sub)
         started = sub.started or sub.created
         ended = [p for p in pods if p.terminal]
         if ended:  # an ended pod whose result was not written (an error on the way): try again

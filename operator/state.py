@@ -169,6 +169,7 @@ class PodRecord:
     unschedulable: str | None  # the scheduler's message while the pod cannot be placed
     deleting: bool
     containers: tuple[ContainerRecord, ...]
+    job_name: str = ""  # the Job it belongs to (its job-name label)
 
     @property
     def terminal(self) -> bool:
@@ -228,6 +229,8 @@ def pod_record(body: Mapping[str, Any]) -> PodRecord:
         unschedulable=unschedulable,
         deleting=bool(meta.get("deletionTimestamp")),
         containers=tuple(containers),
+        job_name=str((meta.get("labels") or {}).get("batch.kubernetes.io/job-name")
+                     or (meta.get("labels") or {}).get("job-name") or ""),
     )
 
 
@@ -236,6 +239,25 @@ def first(index: IndexLike[T], key: str) -> T | None:
     if not values:
         return None
     return next(iter(values))
+
+
+def run_job(sub: SubmissionRecord) -> str:
+    """The name of the Job that runs the submission: the one its status names (a claimed pool Job, or the
+    cold one), or, before it says, the cold Job's."""
+    return sub.job_name or names.child_name(sub.name)
+
+
+def own_pods(index: IndexLike[PodRecord], sub: SubmissionRecord) -> list[PodRecord]:
+    """The submission's pods of the Job that runs it. A pool pod claimed for it and discarded when its
+    delivery failed (or its operator died first) carries its label too, and never decides its result."""
+    job = run_job(sub)
+    return [p for p in index.get(sub.key) or () if not p.job_name or p.job_name == job]
+
+
+def own_job(index: IndexLike[JobRecord], sub: SubmissionRecord) -> JobRecord | None:
+    """The Job that runs the submission, of those labelled with it (see own_pods)."""
+    job = run_job(sub)
+    return next((j for j in index.get(sub.key) or () if j.name == job), None)
 
 
 def live_pods(index: IndexLike[PodRecord], key: str) -> list[PodRecord]:

@@ -486,3 +486,40 @@ async def test_no_wait_when_it_is_turned_off(warm: Settings, clock: Clock) -> No
     admission = Admission(never, cluster, clock, pool=pool)  # type: ignore[arg-type]
     assert await admission.admit_next(ix_of(cluster)) == ["a"]
     assert cluster.status("a")["jobName"] == names.child_name("a")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["delivery-failed", "restart-before-delivery"])
+async def test_a_discarded_claimed_pod_never_decides_the_result(warm: Settings, clock: Clock, how: str) -> None:
+    """The pool pod claimed for a submission and then discarded (its delivery failed, or its operator died
+    before delivering) carries the submission's label while it goes: its end is not the submission's,
+    which runs cold (found on the local cluster: it was judged system_error, 'the sandbox pod was deleted')."""
+    from monaco.operator.collect import Collector
+
+    cluster = FakeCluster(default_limits("a"))
+    await filled(warm, cluster, clock)
+    pod_name = sorted(p for p in cluster.pods if "python" in p)[0]
+    if how == "delivery-failed":
+        cluster.acknowledge = False
+        pod_body = {**cluster.pods[pod_name], "metadata": {**cluster.pods[pod_name]["metadata"]}}
+    else:
+        labels = cluster.pods[pod_name]["metadata"]["labels"]
+        labels[names.POOL_STATE], labels[names.SUBMISSION] = names.CLAIMED, "a"
+        pod_body = cluster.pods[pod_name]
+    admission = claimable(warm, cluster, clock)
+    ix = ix_of(cluster)
+    assert await admission.admit_next(ix) == ["a"]
+    assert cluster.status("a")["jobName"] == names.child_name("a") and pod_name not in cluster.pods
+    # the discarded pod's last events: claimed for a, killed
+    gone = {**pod_body, "metadata": {**pod_body["metadata"], "deletionTimestamp": ts(1),
+                                     "labels": {**pod_body["metadata"]["labels"], names.POOL_STATE: names.CLAIMED,
+                                                names.SUBMISSION: "a"}},
+            "status": {"phase": "Failed", "containerStatuses": [
+                {"name": "run", "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}}
+    collector = Collector(warm, cluster, admission.wake, admission.inflight, clock)  # type: ignore[arg-type]
+    ix = indexes(list(cluster.submissions.values()), list(cluster.jobs.values()), [gone])
+    await collector.on_pod(gone, ix)
+    admission.inflight.clear()
+    clock.advance(10)
+    await collector.check(ix)
+    assert cluster.status("a")["phase"] == "running", cluster.status("a")
