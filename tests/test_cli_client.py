@@ -245,7 +245,7 @@ def test_files_that_are_no_program_are_refused_before_anything_is_sent(tmp_path:
     for name, said in [("empty.py", "empty.py is empty: there is no program to run"),
                        ("blob.py", "blob.py is not UTF-8 text (byte 5)"), ("adir.py", "is a directory")]:
         done = monaco("run", "--server", dead, str(tmp_path / name))
-        assert done.returncode == Exit.USAGE == 2, done
+        assert done.returncode == Exit.USAGE.value == 2, done
         assert said in done.stderr and done.stderr.count("monaco") <= 3 and "Traceback" not in done.stderr, done
 
 
@@ -300,7 +300,7 @@ def test_a_full_queue_is_exit_7_with_the_servers_words(tmp_path: Path) -> None:
         full = monaco("run", sleeper, url=small)
         for submission_id in ids:
             monaco("cancel", submission_id, url=small)
-    assert full.returncode == Exit.QUEUE_FULL == 7, full
+    assert full.returncode == Exit.QUEUE_FULL.value == 7, full
     assert re.fullmatch(r"monaco: the queue is full \(1 submissions? waiting\); retry in \d+ s\n", full.stderr), full
 
 

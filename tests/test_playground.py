@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -470,6 +471,10 @@ def test_limits_that_are_garbage_or_out_of_range_are_refused_in_the_page(page: P
     assert page.run()["stdout"] == "limits\n"
 
 
+def shows_error(page: Page, status: str) -> bool:
+    return bool(page.find("#verdict").get_attribute("data-error") == status)
+
+
 def test_refusals_and_a_lost_server_are_said_in_the_page(page: Page, front: Front, prefixed: str) -> None:
     # Monaco's own 413, for real: stdin over MONACO_MAX_INPUT_BYTES
     page.choose("python")
@@ -500,7 +505,7 @@ def test_refusals_and_a_lost_server_are_said_in_the_page(page: Page, front: Fron
     for rule, status, title, detail in cases:
         front.rules[:] = [rule]
         page.find("#run").click()
-        page.wait(lambda s=status: page.find("#verdict").get_attribute("data-error") == s, f"the page to say {title}")
+        page.wait(functools.partial(shows_error, page, status), f"the page to say {title}")
         assert (page.find("#verdict-text").text, page.find("#detail").text) == (title, detail)
         assert page.find("#run").is_enabled() and page.find("#cancel").get_attribute("hidden") is not None
     # a run whose server drops away for a moment while it runs: the page asks again and shows the result
