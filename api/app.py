@@ -85,7 +85,7 @@ def _compat(settings: Settings) -> list[BaseRoute]:
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Starlette:
     settings = settings or Settings()
     settings.registry  # noqa: B018 - a broken languages file fails here, at start-up, not on the first request
-    metrics = Metrics()
+    metrics = Metrics(settings.max_workers)
     backend = backend or make_backend(settings, metrics)
     openapi = build_openapi(_version())
 

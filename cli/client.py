@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -69,36 +70,44 @@ class Client:
                 answer: dict[str, Any] = json.load(response)
                 return answer
         except urllib.error.HTTPError as exc:
-            raise _refusal(exc.code, _error_body(exc)) from None
+            body = _error_body(exc)
+            if body is None:  # not Monaco's {"error"}: a proxy, an Ingress, or another server at that URL
+                raise ClientError(f"{self.url}{path} answered HTTP {exc.code} {exc.reason}, not as Monaco does: "
+                                  f"{_NOT_MONACO}", Exit.UNREACHABLE) from None
+            raise _refusal(exc.code, body, exc.headers.get("Retry-After")) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ClientError(
-                f"cannot reach the server at {self.url}: {reason} (start one with `monaco serve`, "
-                "or point --server or MONACO_URL at one)",
-                Exit.UNREACHABLE,
-            ) from None
+            hint = ("is the server https:// and is its certificate trusted here (SSL_CERT_FILE)?"
+                    if isinstance(reason, ssl.SSLError) else
+                    "start one with `monaco serve`, or point --server or MONACO_URL at one")
+            raise ClientError(f"cannot reach the server at {self.url}: {reason} ({hint})", Exit.UNREACHABLE) from None
         except ValueError:
-            raise ClientError(f"{self.url}{path} answered something that is not JSON: is it Monaco?",
+            raise ClientError(f"{self.url}{path} answered something that is not JSON: {_NOT_MONACO}",
                               Exit.UNREACHABLE) from None
 
 
-def _error_body(exc: urllib.error.HTTPError) -> dict[str, Any]:
+_NOT_MONACO = "is --server Monaco's URL, with the path it is served under (e.g. https://example.com/monaco)?"
+
+
+def _error_body(exc: urllib.error.HTTPError) -> dict[str, Any] | None:
+    """Monaco's error answer, {"error": ...}; None for anything else."""
     try:
-        body = json.loads(exc.read() or b"{}")
+        body = json.loads(exc.read() or b"null")
     except ValueError:
-        body = {}
-    return body if isinstance(body, dict) else {}
+        return None
+    return body if isinstance(body, dict) and isinstance(body.get("error"), str) else None
 
 
-def _refusal(code: int, body: dict[str, Any]) -> ClientError:
-    """The ClientError of an HTTP error answer: the server's own message, and the exit status of its kind."""
-    message = str(body.get("error") or body.get("reason") or f"the server answered HTTP {code}")
+def _refusal(code: int, body: dict[str, Any], retry_after: str | None) -> ClientError:
+    """The ClientError of Monaco's error answer: its own message, and the exit status of its kind."""
+    message = str(body["error"])
     if code == 400 and "languages" in body:  # the unknown-language 400 lists the known ones, in the message too
         return ClientError(message, Exit.UNKNOWN_LANGUAGE)
     if code == 413:
         return ClientError(message, Exit.TOO_LARGE)
     if code == 429:
-        return ClientError(f"{message} (the queue is full: try again in a while)", Exit.QUEUE_FULL)
+        later = f"in {retry_after} s" if retry_after and retry_after.isdigit() else "later"
+        return ClientError(message if "retry" in message else f"{message} (try again {later})", Exit.QUEUE_FULL)
     if code >= 500:
         return ClientError(f"server error {code}: {message}", Exit.UNREACHABLE)
     return ClientError(message, Exit.REFUSED)

@@ -37,11 +37,11 @@ EXIT_TABLE = "\n".join(
         "\b",
         "Exit status:",
         "  the program's    ok, runtime_error (1 if it has none, e.g. killed by a signal)",
-        f"  {Exit.USAGE.value:<16} bad usage: an unknown option, an unreadable FILE, text that is not UTF-8",
+        f"  {Exit.USAGE.value:<16} bad usage: an unknown option, a FILE that is unreadable, empty or not UTF-8 text",
         f"  {Exit.UNKNOWN_LANGUAGE.value:<16} unknown language, or one the extension does not tell",
         f"  {Exit.TOO_LARGE.value:<16} code or stdin over the server's limit (413)",
         f"  {Exit.REFUSED.value:<16} any other refusal: a limit above the language's maximum (400), an unknown id",
-        f"  {Exit.UNREACHABLE.value:<16} the server cannot be reached, or failed (5xx)",
+        f"  {Exit.UNREACHABLE.value:<16} no Monaco answers at the URL: unreachable, not Monaco, or failed (5xx)",
         f"  {Exit.QUEUE_FULL.value:<16} the server's queue is full (429)",
         *(f"  {code:<16} {verdict}" for verdict, code in VERDICT_EXIT.items()),
         f"  {INTERRUPTED:<16} interrupted (Ctrl-C); the submission was cancelled",
@@ -212,6 +212,8 @@ def _text(data: bytes, what: str) -> str:
 def _submit(client: Client, file: Path, language: str | None, stdin_file: Path | None, timeout: float | None,
             memory: int | None) -> str:
     code = _text(file.read_bytes(), str(file))
+    if not code.strip():
+        raise ClientError(f"{file} is empty: there is no program to run", Exit.USAGE)
     if stdin_file is not None and str(stdin_file) != "-":
         stdin = _text(stdin_file.read_bytes(), str(stdin_file))
     elif stdin_file is not None or not sys.stdin.isatty():

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import inspect
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -171,3 +177,92 @@ class Receiver:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+@dataclass
+class Rule:
+    """How the front answers requests whose path starts with `path`, `times` times (then it forwards again):
+    with `status`, `headers` and `body` as a proxy or an Ingress in front of Monaco would, or, with
+    status None, by closing the connection without a word (a server gone, a network that dropped it)."""
+
+    method: str
+    path: str
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    times: int = 1_000_000
+
+
+class Front:
+    """The server under the path /monaco of another port, as an Ingress that strips its path serves it (over
+    TLS with `tls`, a certificate and its key); and, for a test that sets `rules`, what such a front says
+    when things go wrong. A context manager: it answers while the `with` lasts."""
+
+    def __init__(self, target: str, tls: tuple[Path, Path] | None = None) -> None:
+        self.rules: list[Rule] = []
+        self.lock = threading.Lock()
+        upstream_at = urlsplit(target)
+        front = self
+
+        class Proxy(BaseHTTPRequestHandler):
+            def forward(self) -> None:
+                if not self.path.startswith("/monaco/"):
+                    self.send_error(404)
+                    return
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                path = self.path.removeprefix("/monaco")
+                rule = front.rule(self.command, path)
+                if rule is not None:
+                    if rule.status is None:
+                        self.close_connection = True
+                        return
+                    self.answer(rule.status, rule.headers, rule.body)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                upstream = http.client.HTTPConnection(upstream_at.hostname or "", upstream_at.port, timeout=60)
+                try:
+                    upstream.request(self.command, path, body or None, headers)
+                    response = upstream.getresponse()
+                    data = response.read()
+                finally:
+                    upstream.close()
+                kept = {k: v for k, v in response.getheaders()
+                        if k.lower() not in ("connection", "transfer-encoding", "content-length")}
+                self.answer(response.status, kept, data)
+
+            def answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/monaco"
+
+    def __enter__(self) -> Front:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def rule(self, method: str, path: str) -> Rule | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.method == method and path.startswith(rule.path) and rule.times > 0:
+                    rule.times -= 1
+                    return rule
+        return None

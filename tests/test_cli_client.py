@@ -10,8 +10,10 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import pytest
 
 from monaco.cli.client import Exit
 from monaco.cli.commands import INTERRUPTED, VERDICT_EXIT
-from tests.support import free_port, served
+from tests.support import Front, Rule, free_port, served, wait_until_blocking
 
 MONACO = str(Path(sys.executable).with_name("monaco"))
 pytestmark = pytest.mark.languages
@@ -222,3 +224,103 @@ def test_the_service_commands_are_still_there() -> None:
         done = monaco(command, "--help")
         assert done.returncode == 0 and f"Usage: monaco {command}" in done.stdout
     assert "--allowed-hosts" in monaco("serve", "--help").stdout
+
+
+def test_the_programs_bytes_come_through_as_they_are(url: str, tmp_path: Path) -> None:
+    """No newline added or lost, unicode as UTF-8; bytes that are not UTF-8 arrive as U+FFFD, as the server's
+    JSON carries them (text, not bytes)."""
+    code = ("import sys\nsys.stdout.write('h\\u00e9llo \\u2713 \\U0001f642')\nsys.stderr.write('no newline')\n"
+            "sys.stdout.flush()\nsys.stdout.buffer.write(b' \\xff!')\n")
+    done = subprocess.run([MONACO, "run", source(tmp_path, "bytes.py", code)], capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env={**os.environ, "MONACO_URL": url})
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, "h\u00e9llo \u2713 \U0001f642 \ufffd!".encode(), b"no newline")
+
+
+def test_files_that_are_no_program_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing is sent: no server needed
+    (tmp_path / "empty.py").write_text(" \n")
+    (tmp_path / "blob.py").write_bytes(b"\x7fELF\x00\xff\xfe")
+    (tmp_path / "adir.py").mkdir()
+    for name, said in [("empty.py", "empty.py is empty: there is no program to run"),
+                       ("blob.py", "blob.py is not UTF-8 text (byte 5)"), ("adir.py", "is a directory")]:
+        done = monaco("run", "--server", dead, str(tmp_path / name))
+        assert done.returncode == Exit.USAGE.value == 2, done
+        assert said in done.stderr and done.stderr.count("monaco") <= 3 and "Traceback" not in done.stderr, done
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_through_an_ingress_path_over_https_with_or_without_a_trailing_slash(
+        url: str, tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    hello = source(tmp_path, "hello.py", "print(input())\n")
+    trusted = {"SSL_CERT_FILE": str(certificate[0])}
+    with Front(url, tls=certificate) as front:
+        assert front.url.startswith("https://") and front.url.endswith("/monaco")
+        for server in (front.url, front.url + "/"):
+            done = monaco("run", hello, url=server, stdin=b"via tls\n", env=trusted)
+            assert (done.returncode, done.stdout, done.stderr) == (0, "via tls\n", ""), done
+        assert monaco("languages", url=front.url + "/", env=trusted).stdout.startswith("NAME")
+        untrusted = monaco("run", hello, url=front.url)
+        assert untrusted.returncode == Exit.UNREACHABLE, untrusted
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr and "SSL_CERT_FILE" in untrusted.stderr, untrusted
+    plain = monaco("run", hello, url=url.replace("http://", "https://"))
+    assert plain.returncode == Exit.UNREACHABLE and "is the server https://" in plain.stderr, plain
+
+
+def test_a_server_that_is_not_monaco_or_a_wrong_path(url: str, tmp_path: Path) -> None:
+    hello = source(tmp_path, "hello.py", "print(1)\n")
+    with Front(url) as front:
+        front.rules[:] = [Rule("GET", "/languages", 200, {"content-type": "text/html"}, b"<html>a portal</html>")]
+        page = monaco("run", hello, url=front.url)
+        assert page.returncode == Exit.UNREACHABLE, page
+        assert page.stderr == (f"monaco: {front.url}/languages answered something that is not JSON: is --server "
+                               "Monaco's URL, with the path it is served under (e.g. https://example.com/monaco)?\n")
+        front.rules.clear()
+        wrong_path = monaco("run", "-l", "python", hello, url=front.url.removesuffix("/monaco") + "/elsewhere")
+        assert wrong_path.returncode == Exit.UNREACHABLE, wrong_path
+        assert "/elsewhere/submit answered HTTP 404" in wrong_path.stderr and "--server" in wrong_path.stderr
+        front.rules[:] = [Rule("POST", "/submit", 429, {"content-type": "text/html", "retry-after": "7"}, b"busy")]
+        busy = monaco("run", hello, url=front.url)
+        assert busy.returncode == Exit.UNREACHABLE and "HTTP 429" in busy.stderr, busy
+
+
+def test_a_full_queue_is_exit_7_with_the_servers_words(tmp_path: Path) -> None:
+    sleeper = source(tmp_path, "sleep.py", "import time\ntime.sleep(30)\n")
+    with served(MONACO_MAX_WORKERS="1", MONACO_QUEUE_SIZE="1") as small:
+        ids = [monaco("submit", sleeper, url=small).stdout.strip() for _ in range(2)]
+        full = monaco("run", sleeper, url=small)
+        for submission_id in ids:
+            monaco("cancel", submission_id, url=small)
+    assert full.returncode == Exit.QUEUE_FULL.value == 7, full
+    assert re.fullmatch(r"monaco: the queue is full \(1 submissions? waiting\); retry in \d+ s\n", full.stderr), full
+
+
+def running_jobs(url: str) -> int:
+    with urllib.request.urlopen(url + "/queue-stats", timeout=10) as answer:
+        return int(json.load(answer)["queue_stats"]["running_jobs"])
+
+
+def test_ctrl_c_cancels_the_run(url: str, tmp_path: Path) -> None:
+    started = source(tmp_path, "slow.py", "import time\nprint('started', flush=True)\ntime.sleep(30)\n")
+    environ = {**{k: v for k, v in os.environ.items() if not k.startswith("MONACO_")}, "MONACO_URL": url}
+    process = subprocess.Popen([MONACO, "run", started], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=environ)
+    try:
+        wait_until_blocking(lambda: running_jobs(url) >= 1, 20, "the program to run")
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == INTERRUPTED == 130, stderr
+    submission_id = re.fullmatch(r"monaco: interrupted: submission (\S+) cancelled\n", stderr)
+    assert submission_id and stdout == "", stderr
+    assert json.loads(monaco("status", "--json", submission_id[1], url=url).stdout)["verdict"] == "cancelled"

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
-import http.client
 import json
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -39,7 +37,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 from monaco.api import playground
 from monaco.api.app import create_app
 from monaco.core.settings import Settings
-from tests.support import served
+from tests.support import Front, Rule, served
 
 pytestmark = pytest.mark.playground
 
@@ -81,45 +79,16 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def prefixed(url: str) -> Iterator[str]:
-    """The server under the path /monaco of another port, as an Ingress that strips its path serves it."""
-    target = urlsplit(url)
+def front(url: str) -> Iterator[Front]:
+    with Front(url) as proxy:
+        yield proxy
 
-    class Proxy(BaseHTTPRequestHandler):
-        def forward(self) -> None:
-            if not self.path.startswith("/monaco/"):
-                self.send_error(404)
-                return
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-            upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=WAIT)
-            try:
-                upstream.request(self.command, self.path.removeprefix("/monaco"), body or None, headers)
-                response = upstream.getresponse()
-                data = response.read()
-            finally:
-                upstream.close()
-            self.send_response(response.status)
-            for key, value in response.getheaders():
-                if key.lower() not in ("connection", "transfer-encoding", "content-length"):
-                    self.send_header(key, value)
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
-        do_GET = do_POST = do_DELETE = forward
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{proxy.server_address[1]}/monaco"
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
+@pytest.fixture
+def prefixed(front: Front) -> Iterator[str]:
+    """The front's URL, answering by `front.rules` for one test only."""
+    yield front.url
+    front.rules.clear()
 
 
 @pytest.fixture(scope="module")
@@ -429,6 +398,149 @@ def test_it_works_under_a_path_as_behind_an_ingress(page: Page, prefixed: str) -
     requested = [m["params"]["request"]["url"] for m in logged if m["method"] == "Network.requestWillBeSent"]
     assert any("/submit" in u for u in requested)
     assert [u for u in requested if not u.startswith(prefixed + "/")] == []
+
+
+# Every verdict in words and in its colour (computed style, rgb): green, red, amber, grey, purple.
+GREEN, RED, AMBER, GREY, PURPLE = "rgb(26, 127, 55)", "rgb(198, 40, 40)", "rgb(154, 103, 0)", "rgb(93, 102, 119)", \
+    "rgb(123, 63, 160)"
+VERDICTS = {
+    "ok": ("OK", GREEN), "wrong_answer": ("Wrong answer", RED), "runtime_error": ("Runtime error", RED),
+    "compile_error": ("Compile error", RED), "timeout": ("Time limit exceeded", AMBER),
+    "memory_limit": ("Memory limit exceeded", AMBER), "output_limit": ("Output limit exceeded", AMBER),
+    "cancelled": ("Cancelled", GREY), "system_error": ("System error", PURPLE),
+}
+
+
+def test_every_verdict_reads_in_words_and_its_colour(page: Page, front: Front, prefixed: str) -> None:
+    """The verdicts a run in this page cannot cause (wrong_answer needs an expectedOutput, system_error a
+    broken Monaco) included: the server's result, as GET /result gives it, with each verdict in turn."""
+    page.url = prefixed
+    page.open()
+    page.choose("python")
+    page.type_code("print('real run')")
+    real = page.run()
+    assert real["verdict"] == "ok", real
+    for verdict, (title, colour) in VERDICTS.items():
+        body = {"id": "x", "status": "completed" if verdict == "ok" else "failed", "verdict": verdict,
+                "language": "python", "output": "", "stderr": "", "compileOutput": "", "exitCode": None,
+                "executionTimeMs": 1.5, "totalTime": 3, "memoryKb": 2048, "truncated": False, "message": ""}
+        front.rules[:] = [Rule("GET", "/result", 200, {"content-type": "application/json"}, json.dumps(body).encode())]
+        shown = page.run()
+        assert (shown["verdict"], shown["title"], shown["colour"]) == (verdict, title, colour), shown
+        assert shown["detail"] and shown["time"] == "1.5 ms" and shown["memory"] == "2.0 MB"
+    assert [line.split(" · ")[0] for line in page.history()][:len(VERDICTS)] == [t for t, _ in VERDICTS.values()][::-1]
+
+
+def test_memory_and_output_limits_and_unicode_for_real(page: Page) -> None:
+    page.choose("python")
+    page.type_code("x = bytearray(300 * 1024 * 1024)\nprint(len(x))")
+    page.set_limit("memory", "64")
+    result = page.run()
+    assert (result["verdict"], result["title"], result["colour"]) == ("memory_limit", "Memory limit exceeded", AMBER)
+    assert result["detail"] == "The program was killed for using more memory than its limit.", result
+    # typed as escapes (chromedriver types no character beyond the BMP), printed as the characters
+    page.type_code("import sys\nprint('h\\u00e9llo \\u2713 \\u65e5\\u672c \\U0001f642')\n"
+                   "sys.stderr.write('\\u00bfqu\\u00e9?')")
+    result = page.run()
+    assert result["stdout"] == "h\u00e9llo \u2713 \u65e5\u672c \U0001f642\n" and result["stderr"] == "\u00bfqu\u00e9?"
+    # a flood: cut at the server's limit, marked so, and the page stays quick
+    page.type_code("while True: print('x' * 79)")
+    result = page.run()
+    assert (result["verdict"], result["title"], result["colour"]) == ("output_limit", "Output limit exceeded", AMBER)
+    assert 60_000 <= len(result["stdout"] or "") <= 64 * 1024, len(result["stdout"] or "")
+    assert "truncated" in (page.find("#stdout-box").get_attribute("class") or "")
+    assert "cut at the server" in page.js(
+        "return getComputedStyle(document.querySelector('#stdout-box h2'), '::after').content")
+    started = time.monotonic()
+    assert page.js("return document.querySelector('#stdout').getBoundingClientRect().height") <= 330  # scrolls
+    page.type_code("print(1)")
+    assert page.run()["stdout"] == "1\n" and time.monotonic() - started < 10
+
+
+def test_limits_that_are_garbage_or_out_of_range_are_refused_in_the_page(page: Page) -> None:
+    page.choose("python")
+    page.type_code("print('limits')")
+    for field_id, typed, flaw in [("timeout", "1e", "badInput"), ("timeout", "0", "rangeUnderflow"),
+                                  ("timeout", "31", "rangeOverflow"), ("memory", "8", "rangeUnderflow"),
+                                  ("memory", "64.5", "stepMismatch"), ("memory", "513", "rangeOverflow")]:
+        page.set_limit(field_id, typed)
+        page.find("#run").click()
+        assert page.js(f"return document.querySelector('#{field_id}').validity.{flaw}") is True, (field_id, typed)
+        assert page.find("#verdict-text").text == "Not run yet", (field_id, typed)  # nothing sent
+        page.set_limit(field_id, "")  # empty: the language's default
+    assert page.run()["stdout"] == "limits\n"
+
+
+def shows_error(page: Page, status: str) -> bool:
+    return bool(page.find("#verdict").get_attribute("data-error") == status)
+
+
+def test_refusals_and_a_lost_server_are_said_in_the_page(page: Page, front: Front, prefixed: str) -> None:
+    # Monaco's own 413, for real: stdin over MONACO_MAX_INPUT_BYTES
+    page.choose("python")
+    page.type_code("print(len(input()))")
+    page.js("const box = document.querySelector('#stdin'); box.value = 'x'.repeat(1100000);"
+            "box.dispatchEvent(new Event('input'))")
+    page.find("#run").click()
+    refused = page.wait(lambda: page.find("#verdict").get_attribute("data-error"), "the refusal")
+    assert (refused, page.find("#verdict-text").text) == ("413", "Too large")
+    assert "limit" in page.find("#detail").text and page.find("#run").is_enabled()
+    page.set_stdin("abc")
+
+    page.url = prefixed
+    page.open()
+    page.choose("python")
+    page.type_code("print(len(input()))")
+    page.set_stdin("abc")
+    queue_full = b'{"error": "the queue is full (100 submissions waiting); retry in 5 s"}'
+    cases = [
+        (Rule("POST", "/submit", 429, {"content-type": "application/json", "retry-after": "5"}, queue_full),
+         "429", "Server busy", "The queue is full (100 submissions waiting); retry in 5 s."),
+        (Rule("POST", "/submit", 413, {"content-type": "text/html"}, b"<html><h1>413 Request Entity Too Large</h1>"),
+         "413", "Too large", "The program or its input is too large for the server (HTTP 413): make it smaller."),
+        (Rule("POST", "/submit", 502, {"content-type": "text/html"}, b"<html>Bad Gateway</html>"),
+         "502", "Cannot reach Monaco", "Monaco is not answering behind its proxy (HTTP 502): try again in a moment."),
+        (Rule("POST", "/submit", None), "0", "Cannot reach Monaco", "Monaco cannot be reached: is the server running?"),
+    ]
+    for rule, status, title, detail in cases:
+        front.rules[:] = [rule]
+        page.find("#run").click()
+        page.wait(functools.partial(shows_error, page, status), f"the page to say {title}")
+        assert (page.find("#verdict-text").text, page.find("#detail").text) == (title, detail)
+        assert page.find("#run").is_enabled() and page.find("#cancel").get_attribute("hidden") is not None
+    # a run whose server drops away for a moment while it runs: the page asks again and shows the result
+    blips = [Rule("GET", "/result", None, times=2), Rule("GET", "/result", 502, {}, b"Bad Gateway", times=1)]
+    front.rules[:] = blips
+    assert page.run()["stdout"] == "3\n"
+    assert [rule.times for rule in blips] == [0, 0]
+    # and a page opened while Monaco is away says so
+    front.rules[:] = [Rule("GET", "/languages", None)]
+    page.driver.get(prefixed + "/")
+    page.wait(lambda: page.find("#verdict-text").text == "Cannot load the languages", "the page to say so")
+    assert page.find("#detail").text == "Monaco cannot be reached: is the server running?"
+    assert not page.find("#run").is_enabled()
+
+
+def test_every_control_has_a_name_and_the_keyboard_reaches_them(page: Page) -> None:
+    unnamed = page.js(
+        "return [...document.querySelectorAll('input, select, textarea, button, [contenteditable=true]')]"
+        ".filter(e => !(e.labels?.length || e.getAttribute('aria-label') || e.textContent.trim()))"
+        ".map(e => e.outerHTML.slice(0, 80))"
+    )
+    assert unnamed == []
+    page.choose("python")
+    page.type_code("print(input())")
+    assert page.js("return document.activeElement.getAttribute('aria-describedby')") == "editor-help"
+    content = page.find(".cm-content")
+    content.send_keys(Keys.TAB)  # Tab indents in the editor, Shift+Tab takes it back
+    assert page.code() == "    print(input())"
+    content.send_keys(Keys.SHIFT, Keys.TAB)
+    assert page.code() == "print(input())"
+    content.send_keys(Keys.ESCAPE, Keys.TAB)  # Esc, then Tab: on to the input
+    assert page.js("return document.activeElement.id") == "stdin"
+    webdriver.ActionChains(page.driver).send_keys("typed").key_down(Keys.CONTROL).send_keys(Keys.ENTER) \
+        .key_up(Keys.CONTROL).perform()  # Ctrl+Enter from the input box runs too
+    assert page.result()["stdout"] == "worldtyped\n"  # after the first program's sample input
 
 
 def test_screenshot_for_the_readme(page: Page) -> None:

@@ -68,7 +68,7 @@ export function createEditor(parent, { nonce, onChange, onRun }) {
         ]),
         grammar.of([]),
         EditorView.updateListener.of((update) => update.docChanged && onChange()),
-        EditorView.contentAttributes.of({ "aria-label": "Program" }),
+        EditorView.contentAttributes.of({ "aria-label": "Program", "aria-describedby": "editor-help" }),
       ],
     }),
   });

@@ -18,10 +18,14 @@ const VERDICTS = {
 
 /** [title, colour class, sentence] of a finished result: the server's own explanation when it gave one. */
 export function describe(result, limits) {
-  const [title, colour, sentence] = VERDICTS[result.verdict] ?? [result.verdict, "system", () => ""];
-  const message = (result.message ?? "").trim();
-  const said = message && `${message[0].toUpperCase()}${message.slice(1)}${/[.!?]$/.test(message) ? "" : "."}`;
-  return [title, colour, said || sentence(result, limits)];
+  const [title, colour, explain] = VERDICTS[result.verdict] ?? [result.verdict, "system", () => ""];
+  return [title, colour, sentence(result.message ?? "") || explain(result, limits)];
+}
+
+/** A message as a sentence: capital first, full stop last; empty stays empty. */
+export function sentence(text) {
+  const message = text.trim();
+  return message && `${message[0].toUpperCase()}${message.slice(1)}${/[.!?]$/.test(message) ? "" : "."}`;
 }
 
 export function duration(ms) {

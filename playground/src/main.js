@@ -2,7 +2,7 @@
 import "./style.css";
 import * as api from "./api.js";
 import { createEditor, grammarOf } from "./editor.js";
-import { ago, describe, duration, memory } from "./format.js";
+import { ago, describe, duration, memory, sentence } from "./format.js";
 import { SAMPLE_INPUT, sampleFor } from "./samples.js";
 import * as saved from "./saved.js";
 
@@ -121,10 +121,29 @@ function showResult(result, chosen) {
     $(id).parentElement.hidden = field === "output" ? result.verdict === "compile_error" && !text : !text;
   }
   if (!result.output && result.verdict !== "compile_error") $("stdout").textContent = "(no output)";
-  $("stdout-box").classList.toggle("truncated", Boolean(result.truncated));
+  for (const [field, id] of [["output", "stdout-box"], ["stderr", "stderr-box"]]) {
+    $(id).classList.toggle("truncated", Boolean(result.truncated && result[field]));
+  }
 }
 
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const REFUSALS = { 413: "Too large", 429: "Server busy" };
+const RECONNECT_SECONDS = 60; // how long a run in flight waits for a server that stopped answering
+
+/** The result of a run in flight; a server that stops answering for a while (a restart, a proxy's 502) is
+ * asked again, with the page saying so, before the run is given up. */
+async function poll(id) {
+  const since = Date.now();
+  for (let wait = 500; ; wait = Math.min(wait * 2, 5000)) {
+    try {
+      return await api.result(id);
+    } catch (error) {
+      if (!api.transient(error) || Date.now() - since > RECONNECT_SECONDS * 1000) throw error;
+      showVerdict("Reconnecting", "busy", `${error.message} Asking again…`);
+      await pause(wait);
+    }
+  }
+}
 
 async function run() {
   if (running || !current()) return;
@@ -135,6 +154,7 @@ async function run() {
   setBusy(true);
   showVerdict("Submitting", "busy", "Sending the program to Monaco…");
   ui.verdict.dataset.verdict = "";
+  delete ui.verdict.dataset.error;
   running = {};
   try {
     const { id } = await api.submit(request);
@@ -142,7 +162,7 @@ async function run() {
     if (running.cancel) await api.cancel(id).catch(() => {}); // asked for while the program was on its way
     let result;
     for (let wait = 100; ; wait = Math.min(wait * 1.5, 1000)) {
-      result = await api.result(id);
+      result = await poll(id);
       if (api.FINISHED.has(result.status)) break;
       const queued = result.status !== "running";
       if (!running.cancel) {
@@ -156,9 +176,12 @@ async function run() {
       at: Date.now(), ...request, verdict: result.verdict, executionTimeMs: result.executionTimeMs ?? null,
     }));
   } catch (error) {
-    const unreachable = !(error instanceof api.ApiError) || error.status === 0;
-    showVerdict(unreachable ? "Cannot reach Monaco" : "Not accepted", "bad", error.message);
+    const title = !(error instanceof api.ApiError) || api.transient(error) ? "Cannot reach Monaco"
+      : REFUSALS[error.status] ?? "Not accepted";
+    const said = sentence(error.message);
+    showVerdict(title, "bad", running.id ? `${said} The run's id is ${running.id}.` : said);
     ui.verdict.dataset.verdict = "";
+    ui.verdict.dataset.error = String(error.status ?? 0);
   } finally {
     running = null;
     setBusy(false);
