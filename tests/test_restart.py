@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import uuid
 import signal
 import sqlite3
+import uuid
 from pathlib import Path
 
 import httpx
