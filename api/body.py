@@ -66,6 +66,13 @@ def _float(text: str) -> float:
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    for key, _ in pairs:  # a field's value is checked where the field is read; a key, even unknown, here
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ApiError(400, f"the body has a key with a lone surrogate (\\u{ord(key[exc.start]):04x} at "
+                                    f"character {exc.start}); send valid Unicode text") from None
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()

@@ -18,6 +18,8 @@
  *   - it is not dumpable (prctl), so the program cannot ptrace it, read or write /proc/1/mem, or open
  *     /proc/1/fd; and it is PID 1 of its PID namespace with no signal handler installed, so the
  *     kernel drops every signal the program sends it, SIGKILL and SIGSTOP included;
+ *   - a seccomp filter it installs on itself (inherited by the program) refuses the calls that let a
+ *     process retune another of its uid: prlimit, nice, scheduling, affinity, I/O priority of PID 1;
  *   - the wall-clock timer is its own poll() deadline: no timer process to stop, kill or patch;
  *   - the program's stdout and stderr are pipes that it reads itself, counting every byte: no
  *     capture file to delete, truncate or replace;
@@ -63,6 +65,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -281,34 +284,73 @@ static void kill_all(pid_t child) {
 		kill(-child, SIGKILL);
 }
 
-/* Empty a scratch dir, without following links or crossing into other mounts (the run's bound
- * src/ and build/ dirs live under /tmp). Depth-bounded: what is deeper is left to the back end. */
-static void wipe(int dirfd, dev_t dev, int depth) {
-	DIR *d = fdopendir(dirfd);
-	if (!d) {
-		close(dirfd);
-		return;
-	}
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		struct stat st;
-		if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			if (depth < 64) {
-				fchmodat(dirfd, e->d_name, 0700, 0);
-				int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-				if (sub >= 0)
-					wipe(sub, dev, depth + 1);
-			}
-			unlinkat(dirfd, e->d_name, AT_REMOVEDIR);
-		} else {
-			unlinkat(dirfd, e->d_name, 0);
+/* Empty a scratch dir completely, whatever the program left in it (a test case's leftovers must not
+ * break the next case: a 100-level tree named like its source made the copy fail), without following
+ * links or crossing into other mounts (the run's bound src/ and build/ dirs live under /tmp). No
+ * recursion and one open dir at a time: go down into a dir that is not empty, back up through ".."
+ * once it is, and scan the parent again (what was removed is gone from it, so each entry is seen
+ * about twice). A dir still not removable after it was emptied (it holds a mount point) is left. */
+#define STUCK_MAX 64
+static void wipe(int top, dev_t dev) {
+	ino_t stuck[STUCK_MAX], came_from = 0;
+	int n_stuck = 0, fd = top;
+	long depth = 0;
+	for (;;) {
+		int again = dup(fd);
+		DIR *d = again >= 0 ? fdopendir(again) : NULL;
+		if (!d) {
+			if (again >= 0)
+				close(again);
+			break;
 		}
+		int down = -1;
+		struct dirent *e;
+		while (down < 0 && (e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			struct stat st;
+			if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev)
+				continue;
+			if (!S_ISDIR(st.st_mode)) {
+				unlinkat(fd, e->d_name, 0);
+				continue;
+			}
+			int skip = 0;
+			for (int i = 0; i < n_stuck; i++)
+				skip |= stuck[i] == st.st_ino;
+			if (skip || unlinkat(fd, e->d_name, AT_REMOVEDIR) == 0)
+				continue;
+			if (st.st_ino != came_from) {
+				fchmodat(fd, e->d_name, 0700, 0);
+				down = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+				if (down >= 0)
+					continue;
+			}
+			if (n_stuck == STUCK_MAX) /* cannot happen with one tmpfs per run: give up, never loop */
+				break;
+			stuck[n_stuck++] = st.st_ino;
+		}
+		closedir(d);
+		if (down >= 0) {
+			if (fd != top)
+				close(fd);
+			fd = down;
+			depth++;
+			continue;
+		}
+		if (depth == 0 || n_stuck == STUCK_MAX)
+			break;
+		struct stat here;
+		int up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		came_from = fstat(fd, &here) == 0 ? here.st_ino : 0;
+		close(fd);
+		if (up < 0)
+			return;
+		fd = up;
+		depth--;
 	}
-	closedir(d);
+	if (fd != top)
+		close(fd);
 }
 
 static void wipe_scratch(void) {
@@ -326,8 +368,91 @@ static void wipe_scratch(void) {
 			close(fd);
 			continue;
 		}
-		wipe(fd, st.st_dev, 0);
+		wipe(fd, st.st_dev);
+		close(fd);
 	}
+}
+
+/*
+ * The program runs as the runner's uid (a pod cannot switch users), and the kernel lets a process
+ * change the resource limits, nice value, scheduling policy, CPU affinity and I/O priority of any
+ * other process of its uid, dumpable or not: prlimit(1, RLIMIT_NOFILE, 0) made the runner's own
+ * poll() fail, which read as Monaco's fault. This filter, installed on the runner and so inherited
+ * by everything the program starts, refuses those calls when they name PID 1 (the runner: it is
+ * single-threaded, so PID 1 is its only thread), or a process group or a user, which would include
+ * it. A process may still change itself (pid 0 or its own pid). Other architectures' entry points
+ * (i386's int 0x80, x32) would bypass the syscall numbers below, so they are shut: no judged program
+ * is built for them. Written out here because musl's headers carry no <linux/filter.h>.
+ */
+struct bpf_insn {
+	uint16_t code;
+	uint8_t jt, jf;
+	uint32_t k;
+};
+struct bpf_prog {
+	unsigned short len;
+	struct bpf_insn *filter;
+};
+#if defined(__x86_64__)
+#define NATIVE_ARCH 0xc000003eu /* AUDIT_ARCH_X86_64 */
+#elif defined(__aarch64__)
+#define NATIVE_ARCH 0xc00000b7u /* AUDIT_ARCH_AARCH64 */
+#else
+#error "monaco-init's seccomp filter supports x86_64 and aarch64; add this architecture's AUDIT_ARCH"
+#endif
+#define LD_ABS(off) {0x20, 0, 0, (off)}                    /* BPF_LD | BPF_W | BPF_ABS */
+#define JEQ(k, t, f) {0x15, (t), (f), (uint32_t)(k)}        /* BPF_JMP | BPF_JEQ | BPF_K */
+#define JGE(k, t, f) {0x35, (t), (f), (uint32_t)(k)}        /* BPF_JMP | BPF_JGE | BPF_K */
+#define RET(k) {0x06, 0, 0, (uint32_t)(k)}                  /* BPF_RET | BPF_K */
+#define SECCOMP_ALLOW 0x7fff0000u
+#define SECCOMP_KILL_PROCESS 0x80000000u
+#define SECCOMP_EPERM (0x00050000u | EPERM)
+#define DATA_NR 0
+#define DATA_ARCH 4
+#define DATA_ARG_LOW(n) (16 + 8 * (n)) /* the low 32 bits of argument n: a pid is an int */
+static void guard_the_runner(void) {
+	struct bpf_insn filter[] = {
+		/* 0 */ LD_ABS(DATA_ARCH),
+		/* 1 */ JEQ(NATIVE_ARCH, 1, 0),
+		/* 2 */ RET(SECCOMP_KILL_PROCESS),
+		/* 3 */ LD_ABS(DATA_NR),
+#if defined(__x86_64__)
+		/* 4 */ JGE(0x40000000, 0, 1), /* x32 */
+		/* 5 */ RET(SECCOMP_EPERM),
+#else
+		/* 4 */ JEQ(0xffffffffu, 0, 0),
+		/* 5 */ JEQ(0xffffffffu, 0, 0),
+#endif
+		/* 6 */ JEQ(SYS_prlimit64, 7, 0),
+		/* 7 */ JEQ(SYS_sched_setaffinity, 6, 0),
+		/* 8 */ JEQ(SYS_sched_setscheduler, 5, 0),
+		/* 9 */ JEQ(SYS_sched_setparam, 4, 0),
+		/* 10 */ JEQ(SYS_sched_setattr, 3, 0),
+		/* 11 */ JEQ(SYS_setpriority, 6, 0),
+		/* 12 */ JEQ(SYS_ioprio_set, 12, 0),
+		/* 13 */ RET(SECCOMP_ALLOW),
+		/* 14: the pid is argument 0 */ LD_ABS(DATA_ARG_LOW(0)),
+		/* 15 */ JEQ(1, 0, 1),
+		/* 16 */ RET(SECCOMP_EPERM),
+		/* 17 */ RET(SECCOMP_ALLOW),
+		/* 18: setpriority(which, who): PRIO_PROCESS (0) only */ LD_ABS(DATA_ARG_LOW(0)),
+		/* 19 */ JEQ(0, 0, 4),
+		/* 20 */ LD_ABS(DATA_ARG_LOW(1)),
+		/* 21 */ JEQ(1, 0, 1),
+		/* 22 */ RET(SECCOMP_EPERM),
+		/* 23 */ RET(SECCOMP_ALLOW),
+		/* 24: not a process: a group or a user */ RET(SECCOMP_EPERM),
+		/* 25: ioprio_set(which, who): IOPRIO_WHO_PROCESS (1) only */ LD_ABS(DATA_ARG_LOW(0)),
+		/* 26 */ JEQ(1, 0, 4),
+		/* 27 */ LD_ABS(DATA_ARG_LOW(1)),
+		/* 28 */ JEQ(1, 0, 1),
+		/* 29 */ RET(SECCOMP_EPERM),
+		/* 30 */ RET(SECCOMP_ALLOW),
+		/* 31 */ RET(SECCOMP_EPERM),
+	};
+	struct bpf_prog prog = {(unsigned short)(sizeof filter / sizeof filter[0]), filter};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(22 /* PR_SET_SECCOMP */, 2 /* FILTER */, &prog) != 0)
+		fail("cannot install the runner's seccomp filter: %s", strerror(errno));
 }
 
 static void set_limit(int resource, rlim_t soft, rlim_t hard) {
@@ -611,6 +736,7 @@ int main(int argc, char **argv) {
 	const char *mode = argc > 2 ? argv[2] : "";
 	if (*mode && strcmp(mode, "job") != 0 && strcmp(mode, "after-compile") != 0)
 		fail("unknown mode '%s' (expected job or after-compile)", mode);
+	guard_the_runner();
 	timeout_ms = env_int("MONACO_TIMEOUT_MS", 10000);
 	out_limit = env_int("MONACO_OUTPUT_LIMIT", 65536);
 	if (timeout_ms < 1 || out_limit < 1)

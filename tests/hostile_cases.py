@@ -82,6 +82,93 @@ except OSError:
 print('bounded' if len(fds) <= 64 else f'took {len(fds)} ptys')
 """
 
+# The program shares the runner's uid, and the kernel lets a process change the limits, nice value,
+# scheduling and I/O priority of any process of its uid: each of these, aimed at the runner (PID 1), would
+# starve or break it (with no file descriptors left, its poll() failed: a system_error the program chose).
+RETUNE_RUNNER = """
+import ctypes, os, platform, resource, time
+libc = ctypes.CDLL(None, use_errno=True)
+IOPRIO_SET = {"x86_64": 251, "aarch64": 30}[platform.machine()]
+def ioprio(which, who):
+    if libc.syscall(IOPRIO_SET, which, who, (3 << 13) | 7) != 0:
+        raise OSError(ctypes.get_errno(), "ioprio_set")
+attacks = {
+    "prlimit-nofile": lambda: resource.prlimit(1, resource.RLIMIT_NOFILE, (0, 0)),
+    "prlimit-cpu": lambda: resource.prlimit(1, resource.RLIMIT_CPU, (1, 1)),
+    "prlimit-nproc": lambda: resource.prlimit(1, resource.RLIMIT_NPROC, (0, 0)),
+    "prlimit-as": lambda: resource.prlimit(1, resource.RLIMIT_AS, (1 << 20, 1 << 20)),
+    "nice": lambda: os.setpriority(os.PRIO_PROCESS, 1, 19),
+    "nice-group": lambda: os.setpriority(os.PRIO_PGRP, 1, 19),
+    "nice-user": lambda: os.setpriority(os.PRIO_USER, 0, 19),
+    "affinity": lambda: os.sched_setaffinity(1, {0}),
+    "idle": lambda: os.sched_setscheduler(1, os.SCHED_IDLE, os.sched_param(0)),
+    "ioprio": lambda: ioprio(1, 1),
+    "ioprio-user": lambda: ioprio(3, os.getuid()),
+}
+changed = []
+for name, attack in attacks.items():
+    try:
+        attack()
+        changed.append(name)
+    except PermissionError:
+        pass
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))  # its own limits stay its own
+os.setpriority(os.PRIO_PROCESS, 0, 15)
+time.sleep(0.3)
+print("changed: " + " ".join(changed) if changed else "refused")
+"""
+
+# The same through the raw syscall, with the pid's upper 32 bits set: the kernel reads an int, a filter that
+# compared all 64 bits would let it by.
+RETUNE_RUNNER_C = """#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+  struct rlimit none = {0, 0};
+  long rc = syscall(SYS_prlimit64, 0x100000001L, RLIMIT_NOFILE, &none, 0);
+  usleep(300000);
+  puts(rc == 0 ? "changed" : "refused");
+  return 0;
+}
+"""
+
+# With test cases the runner runs the program once per case in the same sandbox, and empties the scratch
+# dirs in between: whatever a case leaves there (here a deep tree where the next case's source goes)
+# must not make the next case fail to start.
+BLOCK_THE_NEXT_CASE = """
+import os
+fd = os.open(".", os.O_RDONLY)
+os.unlink("main.py", dir_fd=fd)
+os.mkdir("main.py", dir_fd=fd)
+d = os.open("main.py", os.O_RDONLY, dir_fd=fd)
+for _ in range(200):
+    os.mkdir("d", 0, dir_fd=d)
+    os.chmod("d", 0o700, dir_fd=d)
+    n = os.open("d", os.O_RDONLY, dir_fd=d)
+    os.close(d)
+    d = n
+os.fchmod(d, 0)
+print(input())
+"""
+
+BLOCK_THE_NEXT_CASE_JAVA = """import java.nio.file.*;
+public class Main {
+  public static void main(String[] a) throws Exception {
+    Path src = Paths.get("Main.java").toAbsolutePath();
+    Files.deleteIfExists(src);
+    Path p = src;
+    for (int i = 0; i < 200; i++) p = p.resolve("d");
+    Files.createDirectories(p);
+    Files.createFile(p.resolve("f"));
+    System.out.println(new java.util.Scanner(System.in).next());
+  }
+}
+"""
+
+TWO_CASES = {"testCases": [{"input": "1\n", "expectedOutput": "1"}, {"input": "2\n", "expectedOutput": "2"}]}
+
 FORGERIES: list[Case] = [
     Case("exit-152-is-not-a-timeout", "python", "import sys\nsys.exit(152)\n", "runtime_error",
          message="exited with status 152"),
@@ -100,6 +187,11 @@ FORGERIES: list[Case] = [
          output="Operation not permitted PermissionError\n"),
     Case("hidden-output-is-still-counted", "python", HIDE_OUTPUT, "output_limit"),
     Case("a-pty-flood-is-bounded", "python", PTY_FLOOD, "ok", output="bounded\n"),
+    Case("retuning-the-runner-is-refused", "python", RETUNE_RUNNER, "ok", output="refused\n"),
+    Case("retuning-the-runner-by-raw-syscall-is-refused", "c", RETUNE_RUNNER_C, "ok", output="refused\n"),
+    Case("a-test-case-cannot-block-the-next", "python", BLOCK_THE_NEXT_CASE, "ok", output="2\n", limits=TWO_CASES),
+    Case("a-java-test-case-cannot-block-the-next", "java", BLOCK_THE_NEXT_CASE_JAVA, "ok", output="2\n",
+         limits=TWO_CASES),
     Case("include-dev-zero-is-a-compile-error", "c", "#include </dev/zero>\nint main(void) { return 0; }\n",
          "compile_error"),
     Case("include-dev-random-is-a-compile-error", "cpp", "#include </dev/random>\nint main() { return 0; }\n",

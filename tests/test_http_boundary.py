@@ -60,6 +60,8 @@ HOSTILE_BODIES: list[tuple[bytes, str]] = [
     (b'{"language": "python", "code": "x", "input": "ab\\udfff"}', "'input': holds a lone surrogate"),
     (b'{"language": "py\\udc00", "code": "x"}', "'language': holds a lone surrogate"),
     (b'{"code": "\\udbff\\udbff"}', "lone surrogate"),
+    (b'{"code": "x", "\\ud800": 1}', "a key with a lone surrogate (\\ud800"),  # a key no field reads
+    (b'{"code": "x", "extra": [{"a\\udfffb": 1}]}', "a key with a lone surrogate (\\udfff at character 1"),
     ('{"code": "\ud800"}'.encode("utf-8", "surrogatepass"), "not UTF-8"),  # the surrogate as raw bytes
     (b'{"code": "\xff\xfe"}', "not UTF-8"),
     ('{"code": "x"}'.encode("utf-16"), "not UTF-8"),

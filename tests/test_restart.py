@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sqlite3
+import uuid
 from pathlib import Path
 
 import httpx
@@ -83,3 +84,32 @@ def test_a_run_interrupted_twice_ends_as_system_error(data_dir: Path) -> None:
         result = httpx.get(f"{base}/result", params={"id": sid}).json()
         assert result["status"] == "failed" and result["verdict"] == "system_error"
         assert "stopped while this submission ran" in result["message"]
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_server_takes_its_running_programs_with_it(data_dir: Path) -> None:
+    """A server killed with SIGKILL mid-run: its sandboxes die with it, not when their programs end (an
+    orphan would run on beside the restarted server's re-run of it, under the same worker's uid)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    marker = f"orphan-{uuid.uuid4().hex}"  # the program's argument: in its command line, for finding it
+    long_run = {"code": "import time\ntime.sleep(14)", "timeoutSeconds": 15, "args": [marker]}
+    with server(data_dir, port, MAX_WORKERS="1") as proc:
+        sid = httpx.post(f"{base}/submit", json=long_run).json()["id"]
+        wait_until_blocking(lambda: _processes_with(marker), 10, "the program to start", 0.05)
+        proc.kill()
+        proc.wait(15)
+        wait_until_blocking(lambda: not _processes_with(marker), 3, "the sandbox to die with the server", 0.05)
+    with server(data_dir, port, MAX_WORKERS="1"):
+        result = wait_until_blocking(
+            lambda: (r := httpx.get(f"{base}/result", params={"id": sid}).json())["status"] in ("completed", "failed")
+            and r, 40, "the interrupted run to be run again", 0.2)
+        assert result["verdict"] == "ok", result

@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -325,9 +326,7 @@ static void seccomp_filter(void) {
 		die("seccomp");
 }
 
-static void child(const char *base, const char *phase, uid_t uid, const char *tmp_mb, char **cmd) {
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-		die("pdeathsig");
+static void child(const char *base, const char *phase, uid_t uid, const char *tmp_mb, char **cmd, int alive) {
 	/* Programs yield the CPU to the service: under load the API keeps answering promptly. */
 	if (setpriority(PRIO_PROCESS, 0, 10) != 0)
 		die("setpriority");
@@ -343,6 +342,14 @@ static void child(const char *base, const char *phase, uid_t uid, const char *tm
 		die("drop to the sandbox uid");
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		die("no_new_privs");
+	/* Die with nsrun, and so with the service. Set after the uid drop, which clears it; `alive` is
+	 * the read end of a pipe whose write end only nsrun holds: hung up means nsrun died before. */
+	struct pollfd parent = {alive, POLLIN, 0};
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+		die("pdeathsig");
+	if (poll(&parent, 1, 0) != 0)
+		_exit(111);
+	close(alive);
 	seccomp_filter();
 	execve(cmd[0], cmd, environ);
 	die(cmd[0]);
@@ -358,14 +365,28 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "nsrun: refusing to run a program as root\n");
 		return 111;
 	}
+	/* Die with the service: a sandbox must not outlive the server that would judge it (a restarted
+	 * server runs the interrupted submission again, under the same worker's uid). The child (the
+	 * sandbox's PID 1) has the same signal tied to nsrun, so the whole namespace goes. */
+	pid_t service = getppid();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+		die("pdeathsig");
+	if (getppid() != service)
+		return 111; /* the service died before the line above */
 	join_cgroups(argv[5]);
 	if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) != 0)
 		die("unshare");
+	int alive[2];
+	if (pipe2(alive, O_CLOEXEC) != 0)
+		die("pipe");
 	pid_t pid = fork();
 	if (pid < 0)
 		die("fork");
-	if (pid == 0)
-		child(argv[1], argv[2], uid, argv[4], argv + 7);
+	if (pid == 0) {
+		close(alive[1]);
+		child(argv[1], argv[2], uid, argv[4], argv + 7, alive[0]);
+	}
+	close(alive[0]);
 	int status;
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
