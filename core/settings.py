@@ -128,7 +128,8 @@ class Settings(BaseSettings):
     # An idle pool pod older than this is replaced (a fresh one is cheap; an old one may sit on a drained node).
     warm_pool_max_idle_seconds: int = Field(900, ge=60, le=86400, validation_alias=_env("WARM_POOL_MAX_IDLE_SECONDS"))
     health_port: int = Field(8081, ge=1, le=65535, validation_alias=_env("HEALTH_PORT"))
-    # The operator's Prometheus endpoint (warm pool size, idle, claims, misses, claim latency); 0: none.
+    # The operator's Prometheus endpoint (its admission loop's health; warm pool size, idle, claims, misses, claim
+    # latency); 0: none. The chart serves it on 8082.
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("METRICS_PORT"))
 
     @field_validator("sandbox_node_selector", "sandbox_tolerations", "sandbox_affinity", mode="before")

@@ -518,6 +518,10 @@ def test_the_pool_refills_after_a_burst(api: httpx.Client, kubectl: Any, path: s
     op = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"][0]
     text = httpx.get(f"http://{op['status']['podIP']}:8082/metrics", timeout=10).text
     assert 'monaco_pool_size{language="python"} 1.0' in text and "monaco_pool_claims_total" in text, text
+    assert 'monaco_operator_admitted_total{path="warm"}' in text, text
+    last_pass = next(float(line.split()[1]) for line in text.splitlines()
+                     if line.startswith("monaco_operator_last_pass_timestamp_seconds "))
+    assert abs(time.time() - last_pass) < 30, f"the admission loop last passed {time.time() - last_pass:.0f} s ago"
 
 
 def _scale_operator(kubectl: Any, replicas: int) -> None:

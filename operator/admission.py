@@ -97,6 +97,7 @@ class Admission:
         self.clock = clock
         self.pool = pool
         self.inflight: dict[str, datetime] = {}
+        self.admitted: dict[str, int] = {"warm": 0, "cold": 0}  # for /metrics
         self.runner_ready = False
         self.woken = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -215,5 +216,6 @@ class Admission:
         if not await self.cluster.patch_status(sub.name, ops):
             log.info("%s changed while being admitted; its Job stays (it is owned, so it goes with it)", sub.name)
         log.info("admitted %s as Job %s%s", sub.name, job_name, " (warm)" if warm else "")
+        self.admitted["warm" if warm else "cold"] += 1
         return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,12 +22,13 @@ from monaco.core import resource as r
 from monaco.core.models import Status, utcnow
 from monaco.core.settings import Settings
 from monaco.operator import metrics, names, state
-from monaco.operator.admission import Admission, Indexes
+from monaco.operator.admission import Admission, Indexes, occupied
 from monaco.operator.callbacks import Callbacks
 from monaco.operator.cleanup import sweep
 from monaco.operator.cluster import Cluster
 from monaco.operator.collect import Collector
 from monaco.operator.pool import Pool, PoolJobRecord, PoolPodRecord, pool_job_record, pool_pod_record
+from monaco.operator.state import waiting
 
 log = logging.getLogger("monaco.operator")
 CRS = (f"{r.GROUP}/{r.VERSION}", r.PLURAL)
@@ -49,6 +51,7 @@ class Context:
     collector: Collector
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    last_pass: float = 0.0  # wall-clock time of the admission loop's last complete pass (for /metrics)
 
     pool: Pool | None = None
     callbacks: Callbacks | None = None
@@ -186,6 +189,7 @@ async def loop(ctx: Context, ix: Indexes, clock: Any = utcnow) -> None:
                 last_sweep = now
                 subs = [s for values in list(ix.submissions.values()) for s in values]
                 await sweep(ctx.cluster, subs, now, ctx.settings.finished_ttl_seconds)
+            ctx.last_pass = time.time()
         except Exception:
             log.exception("admission loop iteration failed; retrying")
 
@@ -200,7 +204,9 @@ async def startup(
     ctx = _ctx(memo)
     ix = Indexes(submissions_index, jobs_index, pods_index, pool_pods_index, pool_jobs_index)
     if ctx.pool is not None and ctx.settings.metrics_port:
-        metrics.serve(ctx.settings.metrics_port, ctx.pool, lambda: (ix.pool_pods, ix.pool_jobs))
+        metrics.serve(ctx.settings.metrics_port, ctx.pool, lambda: (ix.pool_pods, ix.pool_jobs),
+                      lambda: metrics.Health(ctx.last_pass, dict(ctx.admission.admitted),
+                                             len(occupied(ix, ctx.admission.inflight)), len(waiting(ix.submissions))))
     ctx.task = asyncio.create_task(loop(ctx, ix), name="monaco-admission")
 
 

@@ -1,4 +1,5 @@
-"""The operator's Prometheus endpoint: the warm pools' size, idle pods, waits, claims, misses and claim latency.
+"""The operator's Prometheus endpoint: its admission loop's health, and the warm pools' size, idle pods,
+waits, claims, misses and claim latency.
 
 Read at scrape time from the pool's counters and kopf's indexes; served on settings.metrics_port
 (0: none) by prometheus_client's own HTTP server, beside kopf's liveness endpoint.
@@ -7,6 +8,7 @@ Read at scrape time from the pool's counters and kopf's indexes; served on setti
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -16,6 +18,36 @@ from monaco.operator.pool import CLAIM_BUCKETS, Pool, PoolJobRecord, PoolPodReco
 from monaco.operator.state import IndexLike
 
 Indexes = Callable[[], tuple[IndexLike[PoolPodRecord], IndexLike[PoolJobRecord]]]
+
+
+@dataclass(frozen=True)
+class Health:
+    """The operator's own state at scrape time: is its admission loop turning, and what it sees."""
+
+    last_pass: float  # wall-clock time of the admission loop's last complete pass; 0: none yet
+    admitted: dict[str, int]  # warm / cold -> submissions admitted by this process
+    holding: int  # submissions holding a MAX_WORKERS slot
+    waiting: int  # submissions waiting for one
+
+
+class HealthCollector(Collector):
+    def __init__(self, health: Callable[[], Health]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        h = self.health()
+        last = GaugeMetricFamily("monaco_operator_last_pass_timestamp_seconds", "When the admission loop last "
+                                 "completed a pass (it runs at least every second; a stale value: a stuck operator)")
+        last.add_metric([], h.last_pass)
+        admitted = CounterMetricFamily("monaco_operator_admitted", "Submissions this operator process started, by "
+                                       "path (warm: a pool's sandbox; cold: a Job of its own)", labels=["path"])
+        for path, n in sorted(h.admitted.items()):
+            admitted.add_metric([path], n)
+        holding = GaugeMetricFamily("monaco_operator_sandboxes", "Submissions holding a MAX_WORKERS slot")
+        holding.add_metric([], h.holding)
+        queued = GaugeMetricFamily("monaco_operator_waiting", "Submissions waiting for a MAX_WORKERS slot")
+        queued.add_metric([], h.waiting)
+        yield from (last, admitted, holding, queued)
 
 
 class PoolCollector(Collector):
@@ -54,8 +86,10 @@ class PoolCollector(Collector):
         yield from (wanted, current, idle, waits, claims, misses, latency)
 
 
-def serve(port: int, pool: Pool, indexes: Indexes) -> CollectorRegistry:
+def serve(port: int, pool: Pool, indexes: Indexes, health: Callable[[], Health] | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(PoolCollector(pool, indexes))
+    if health is not None:
+        registry.register(HealthCollector(health))
     start_http_server(port, registry=registry)
     return registry

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monaco.core.settings import Settings
-from monaco.operator.metrics import PoolCollector
+from monaco.operator.metrics import Health, HealthCollector, PoolCollector
 from monaco.operator.pool import Pool
 from tests.conftest import run_program
 
@@ -87,10 +87,11 @@ SCRAPE_SERIES = {"up"}
 
 
 def operator_names(settings: Settings) -> set[str]:
-    """What the operator's own /metrics (operator.metricsPort) exposes: the warm pools' families."""
+    """What the operator's own /metrics (operator.metricsPort) exposes: its health's and the warm pools' families."""
     pool = Pool(settings.model_copy(update={"warm_pool": {"python": 1}}), None)  # type: ignore[arg-type]
     registry = CollectorRegistry()
     registry.register(PoolCollector(pool, lambda: ({}, {})))
+    registry.register(HealthCollector(lambda: Health(1.0, {"warm": 1, "cold": 1}, 1, 0)))
     return exposed_names(generate_latest(registry).decode())
 
 
@@ -144,6 +145,7 @@ async def test_every_label_a_panel_uses_is_on_its_metrics(client: httpx.AsyncCli
     pool.stats.misses[("python", "empty")] = 1
     registry = CollectorRegistry()
     registry.register(PoolCollector(pool, lambda: ({}, {})))
+    registry.register(HealthCollector(lambda: Health(1.0, {"warm": 1, "cold": 1}, 1, 0)))
     labels = series_labels((await client.get("/metrics")).text) | series_labels(generate_latest(registry).decode())
     assert labels["monaco_submissions_rejected_total"] == {"reason"}
     board = json.loads(DASHBOARD.read_text())

@@ -307,7 +307,8 @@ def test_operator_is_one_recreated_instance(helm: list[str]) -> None:
     assert op["spec"]["strategy"] == {"type": "Recreate"}
     ctr = container(op)
     assert ctr["args"] == ["operator"]
-    assert ctr["ports"] == [{"name": "health", "containerPort": 8081, "protocol": "TCP"}]
+    assert ctr["ports"] == [{"name": "health", "containerPort": 8081, "protocol": "TCP"},
+                            {"name": "metrics", "containerPort": 8082, "protocol": "TCP"}]
     assert ctr["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert env_of(op)["MONACO_HEALTH_PORT"] == "8081"
     assert op["spec"]["template"]["spec"]["serviceAccountName"] == "monaco-operator"
@@ -697,8 +698,9 @@ def test_service_monitor_scrapes_the_api_services_metrics(helm: list[str]) -> No
 
 
 def test_pod_monitor_scrapes_the_operators_metrics_only_when_it_serves_them(helm: list[str]) -> None:
-    assert not by_kind(render(helm, "default", "--set", "serviceMonitor.enabled=true"), "PodMonitor")
-    docs = render(helm, "default", "--set", "serviceMonitor.enabled=true", "--set", "operator.metricsPort=8082",
+    assert not by_kind(render(helm, "default", "--set", "serviceMonitor.enabled=true",
+                              "--set", "operator.metricsPort=0"), "PodMonitor")
+    docs = render(helm, "default", "--set", "serviceMonitor.enabled=true",  # served by default
                   "--set", "serviceMonitor.labels.release=prom")
     monitor = one(docs, "PodMonitor", "monaco-operator")
     pod = one(docs, "Deployment", "monaco-operator")["spec"]["template"]

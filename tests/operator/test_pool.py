@@ -354,7 +354,7 @@ async def test_a_compiled_warm_run_is_finished_from_the_run_containers_stream(
 async def test_metrics_show_size_idle_claims_misses_and_claim_latency(warm: Settings, clock: Clock) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from monaco.operator.metrics import PoolCollector
+    from monaco.operator.metrics import Health, HealthCollector, PoolCollector
 
     cluster = FakeCluster(default_limits("a"), submission("b", phase="queued"))
     await filled(warm, cluster, clock)
@@ -363,7 +363,11 @@ async def test_metrics_show_size_idle_claims_misses_and_claim_latency(warm: Sett
     assert admission.pool is not None
     registry = CollectorRegistry()
     registry.register(PoolCollector(admission.pool, lambda: pool_index(cluster)))
+    registry.register(HealthCollector(lambda: Health(1234.5, admission.admitted, 2, 0)))
     text = generate_latest(registry).decode()
+    assert 'monaco_operator_admitted_total{path="warm"} 1.0' in text
+    assert 'monaco_operator_admitted_total{path="cold"} 1.0' in text
+    assert "monaco_operator_last_pass_timestamp_seconds 1234.5" in text and "monaco_operator_sandboxes 2.0" in text
     assert 'monaco_pool_size{language="python"} 2.0' in text
     assert 'monaco_pool_idle{language="python"} 1.0' in text  # one claimed
     assert 'monaco_pool_claims_total{language="python"} 1.0' in text
