@@ -783,15 +783,17 @@ def test_parse_of_a_forged_envelope_inside_the_real_ones_output() -> None:
 
 
 @pytest.mark.parametrize(("exit", "signal", "cpu_ms", "verdict"), [
-    ("0", "", "10000", "timeout"),     # caught the rlimit's SIGXCPU and exited 0: it still used the CPU
-    ("137", "9", "10000", "timeout"),  # the rlimit's SIGKILL (rusage reads threads' CPU up to a tenth low)
-    ("137", "9", "9000", "runtime_error"),  # over its 10 s time limit in threads, then SIGKILL of its own
-    ("152", "24", "9000", "runtime_error"),
-    ("0", "", "9000", "ok"),
+    ("0", "", "2800", "timeout"),     # caught the rlimit's SIGXCPU and exited 0: it still used the CPU
+    ("137", "9", "2800", "timeout"),  # the rlimit's SIGKILL (rusage reads threads' CPU up to a tenth low)
+    ("137", "9", "2000", "runtime_error"),  # over its 1.5 s time limit in threads, then a SIGKILL of its own
+    ("152", "24", "2000", "runtime_error"),
+    ("0", "", "2000", "ok"),
 ])
 def test_the_cpu_limit_is_measured_whatever_ended_the_run(exit: str, signal: str, cpu_ms: str, verdict: str) -> None:
-    """The CPU-time rlimit (11 s here) decides a CPU timeout from the CPU time used, never from the signal."""
-    ran = envelope.parse(real_envelope(exit=exit, signal=signal, cpu_ms=cpu_ms, wall_ns="4000000000"))
+    """The CPU-time rlimit (3 s for a 1.5 s limit) decides a CPU timeout from the CPU time used, never from
+    the signal: the same CPU time is one verdict however the run ended."""
+    ran = envelope.parse(real_envelope(exit=exit, signal=signal, cpu_ms=cpu_ms, wall_ns="1000000000",
+                                       timeout_ms="1500", cpu_limit_ms="3000"))
     assert envelope.decide(None, ran).verdict.value == verdict
 
 
