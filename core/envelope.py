@@ -14,7 +14,7 @@ from monaco.core.phase import COMPILE, RUN
 
 VERSION = "v2"
 _BEGIN = re.compile(rb"^#MONACO-ENVELOPE v2 BEGIN ([0-9a-f-]{36})$", re.M)
-SIGKILL, SIGXCPU = 9, 24
+SIGKILL = 9
 
 
 class EnvelopeError(ValueError):
@@ -62,13 +62,14 @@ class PhaseResult:
 
     @property
     def over_cpu(self) -> bool:
-        """Ended by the CPU-time rlimit (SIGXCPU, then SIGKILL), having used at least its time limit of CPU.
+        """Used (nearly) the CPU-time rlimit (the time limit rounded up, plus a second), whatever ended it.
 
-        rusage undercounts a multi-threaded program's CPU time by up to a tenth, so the measured figure is
-        held to the time limit rather than to the rlimit (the time limit rounded up, plus a second); a
-        program that sends itself SIGXCPU sooner is a runtime error.
+        Measured, never chosen: a program that sends itself SIGXCPU or SIGKILL after burning more CPU than
+        its time limit in threads chose that signal, and one that catches the rlimit's SIGXCPU and exits 0
+        still used the CPU. rusage reads a multi-threaded program's CPU time up to a tenth low, so nine
+        tenths of the rlimit count as reaching it.
         """
-        return self.signal in (SIGXCPU, SIGKILL) and self.timeout_ms > 0 and self.cpu_ms >= self.timeout_ms
+        return self.cpu_limit_ms > 0 and self.cpu_ms * 10 >= self.cpu_limit_ms * 9
 
     @property
     def succeeded(self) -> bool:
@@ -266,7 +267,8 @@ def decide(
         message = f"the program ran longer than {ran.timeout_ms / 1000:g} s"
     elif ran.over_cpu:
         verdict = Verdict.TIMEOUT
-        message = f"the program used more CPU time ({ran.cpu_ms / 1000:g} s) than its limit"
+        message = (f"the program used {ran.cpu_ms / 1000:g} s of CPU time, all its threads and processes together"
+                   f" (its limit: {ran.cpu_limit_ms / 1000:g} s)")
     elif truncated:
         verdict = Verdict.OUTPUT_LIMIT
         message = f"the program wrote more than {ran.output_limit} bytes to stdout or stderr"

@@ -167,6 +167,36 @@ public class Main {
 }
 """
 
+
+# Timers and limits a program sets on itself deliver the signals Monaco's own limits would (SIGALRM,
+# SIGVTALRM, SIGXCPU, then SIGKILL at the hard limit): each is the program's own runtime error, far from
+# the run's time limit. A program that stops itself is still timed by the runner's clock.
+ALARM = "#include <unistd.h>\nint main(void) { alarm(1); for (;;) pause(); }\n"
+VIRTUAL_TIMER = """#include <sys/time.h>
+int main(void) {
+  struct itimerval v = {{0, 0}, {0, 300000}};
+  setitimer(ITIMER_VIRTUAL, &v, 0);
+  for (;;) {}
+}
+"""
+OWN_CPU_LIMIT = """#include <sys/resource.h>
+int main(void) {
+  struct rlimit r = {1, 2};
+  setrlimit(RLIMIT_CPU, &r);
+  for (;;) {}
+}
+"""
+STOP_SELF = "#include <signal.h>\n#include <stdio.h>\nint main(void) { puts(\"stopping\"); fflush(stdout);" \
+            " raise(SIGSTOP); puts(\"resumed\"); }\n"
+# The interpreter's C stack overflows (repr of a list nested a million deep, the recursion limit lifted):
+# a crash of the program's, SIGSEGV, never Monaco's fault.
+C_STACK_OVERFLOW = """import sys
+sys.setrecursionlimit(10**9)
+l = []
+for _ in range(10**6): l = [l]
+print(len(repr(l)))
+"""
+
 TWO_CASES = {"testCases": [{"input": "1\n", "expectedOutput": "1"}, {"input": "2\n", "expectedOutput": "2"}]}
 
 FORGERIES: list[Case] = [
@@ -196,6 +226,16 @@ FORGERIES: list[Case] = [
          "compile_error"),
     Case("include-dev-random-is-a-compile-error", "cpp", "#include </dev/random>\nint main() { return 0; }\n",
          "compile_error"),
+    Case("an-alarm-of-its-own-is-not-a-timeout", "c", ALARM, "runtime_error", message="SIGALRM",
+         limits={"timeoutSeconds": 5}),
+    Case("a-virtual-timer-of-its-own-is-not-a-timeout", "c", VIRTUAL_TIMER, "runtime_error", message="SIGVTALRM",
+         limits={"timeoutSeconds": 5}),
+    Case("a-cpu-limit-of-its-own-is-not-a-timeout", "c", OWN_CPU_LIMIT, "runtime_error", message="SIGXCPU",
+         limits={"timeoutSeconds": 5}),
+    Case("stopping-itself-is-timed-by-the-runner", "c", STOP_SELF, "timeout", output="stopping\n",
+         limits={"timeoutSeconds": 1}),
+    Case("a-c-stack-overflow-is-a-runtime-error", "python", C_STACK_OVERFLOW, "runtime_error", message="SIGSEGV",
+         limits={"memoryMb": 256}),
 ]
 
 

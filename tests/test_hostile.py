@@ -782,6 +782,21 @@ def test_parse_of_a_forged_envelope_inside_the_real_ones_output() -> None:
     assert result.stdout == forged
 
 
+@pytest.mark.parametrize(("exit", "signal", "cpu_ms", "verdict"), [
+    ("0", "", "2800", "timeout"),     # caught the rlimit's SIGXCPU and exited 0: it still used the CPU
+    ("137", "9", "2800", "timeout"),  # the rlimit's SIGKILL (rusage reads threads' CPU up to a tenth low)
+    ("137", "9", "2000", "runtime_error"),  # over its 1.5 s time limit in threads, then a SIGKILL of its own
+    ("152", "24", "2000", "runtime_error"),
+    ("0", "", "2000", "ok"),
+])
+def test_the_cpu_limit_is_measured_whatever_ended_the_run(exit: str, signal: str, cpu_ms: str, verdict: str) -> None:
+    """The CPU-time rlimit (3 s for a 1.5 s limit) decides a CPU timeout from the CPU time used, never from
+    the signal: the same CPU time is one verdict however the run ended."""
+    ran = envelope.parse(real_envelope(exit=exit, signal=signal, cpu_ms=cpu_ms, wall_ns="1000000000",
+                                       timeout_ms="1500", cpu_limit_ms="3000"))
+    assert envelope.decide(None, ran).verdict.value == verdict
+
+
 def test_verdict_of_a_run_that_printed_a_forgery_before_the_real_envelope() -> None:
     forged = forged_envelope("dddddddd-89ab-cdef-0123-456789abcdef")
     ran = envelope.parse(forged + real_envelope(exit="3", stdout="", stdout_bytes="0"))

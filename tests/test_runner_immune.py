@@ -171,3 +171,40 @@ def test_cpu_time_is_measured(workdir: Path) -> None:
     result = run(workdir, "x = 0\nfor i in range(3_000_000): x += i\nprint(x)\n", timeout_ms=10000)
     assert result.exit == 0 and result.cpu_ms > 0 and result.cpu_limit_ms == 11000
     assert verdict(result).verdict is Verdict.OK
+
+
+# Two processes burn 0.8 s of CPU each (1.6 s in all: more than the 1.5 s time limit, far from the 3 s
+# CPU-time rlimit) in about 0.8 s of wall time, then the program ends as it chooses.
+BURN_IN_PARALLEL_THEN = """
+import os, signal, sys, time
+children = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        while time.process_time() < 0.8: pass
+        os._exit(0)
+    children.append(pid)
+for pid in children: os.waitpid(pid, 0)
+sys.stdout.flush()
+ENDING
+"""
+
+
+@pytest.mark.parametrize("ending", ["os._exit(0)", "os.kill(os.getpid(), signal.SIGKILL)",
+                                    "os.kill(os.getpid(), signal.SIGXCPU)"])
+def test_the_cpu_limit_is_not_chosen_by_the_programs_signal(workdir: Path, ending: str) -> None:
+    """A run that used more CPU than its time limit (in parallel, within the wall time) and then killed
+    itself with the signals the CPU-time rlimit would send was judged a timeout, and the same run ending
+    with exit 0 ok: the verdict followed the program's choice. The CPU-time limit is the rlimit, measured
+    whatever ended the program; below it, a signal is the program's own (runtime_error)."""
+    program = BURN_IN_PARALLEL_THEN.replace("ENDING", ending)
+    for _ in range(3):  # the run must really have burned in parallel: retry on a busy machine
+        result = run(workdir, program, timeout_ms=1500)
+        if not result.over_time and result.cpu_ms >= 1500:
+            break
+    else:
+        pytest.skip(f"no two free cores: the program used {result.cpu_ms} ms of CPU in {result.wall_ms:.0f} ms")
+    assert result.cpu_limit_ms == 3000
+    outcome = verdict(result)
+    expected = Verdict.OK if ending == "os._exit(0)" else Verdict.RUNTIME_ERROR
+    assert outcome.verdict is expected, outcome
