@@ -268,6 +268,37 @@ print(json.dumps(report))
 """
 
 
+def java_build_filler(classes: int = 19, constants: int = 200) -> str:
+    """64 KiB of Java whose class files hold 64 KB string constants: javac writes about 12 MB per class into
+    the build dir (found by a red-team run: 208 MB on the host's disk before javac ran out of memory)."""
+    head = ('public class Main {\n static final String A = "' + "x" * 8000 + '";\n'
+            " static final String B = A+A+A+A+A+A+A+A;\n"
+            " public static void main(String[] x){System.out.println(B.length());}\n}\n")
+    fields = ",".join(f"a{i}=Main.B+{i}" for i in range(constants))
+    body = "".join(f"class C{c}{{static final String {fields};}}\n" for c in range(classes))
+    return head + body
+
+
+@pytest.mark.languages
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_compile_fills_only_a_build_dir_of_its_own_size(
+        client: httpx.AsyncClient, app: Starlette, settings: Settings) -> None:
+    """The compile phase's build dir is a tmpfs of the compile's output-file size (as the build emptyDir's
+    sizeLimit on Kubernetes), not the host's disk: javac stops at its bound with ENOSPC."""
+    code = java_build_filler()
+    assert len(code.encode()) <= settings.max_code_bytes
+    before = shutil.disk_usage(settings.data_dir).free
+    result = await beside_normal(client, "java", code)
+    assert result["verdict"] == "compile_error", summary(result)
+    assert "No space left on device" in result["compileOutput"], summary(result)
+    dropped = before - shutil.disk_usage(settings.data_dir).free
+    assert dropped < 64 << 20, f"the host lost {dropped >> 20} MB of free space"
+    await assert_nothing_left(app, settings)
+    mounts = await asyncio.to_thread(Path("/proc/self/mountinfo").read_text)
+    assert str(settings.sandboxes.resolve()) + "/" not in mounts, "a build tmpfs is still mounted"
+
+
 @pytest.mark.languages
 @pytest.mark.slow
 @pytest.mark.anyio

@@ -108,8 +108,16 @@ def test_a_killed_server_takes_its_running_programs_with_it(data_dir: Path) -> N
         proc.kill()
         proc.wait(15)
         wait_until_blocking(lambda: not _processes_with(marker), 3, "the sandbox to die with the server", 0.05)
+        assert _mounts_under(data_dir), "the run's build tmpfs: left mounted by the killed server"
     with server(data_dir, port, MAX_WORKERS="1"):
         result = wait_until_blocking(
             lambda: (r := httpx.get(f"{base}/result", params={"id": sid}).json())["status"] in ("completed", "failed")
             and r, 40, "the interrupted run to be run again", 0.2)
         assert result["verdict"] == "ok", result
+        # start-up detached what the dead server left mounted; the re-run's own goes with its files
+        wait_until_blocking(lambda: not _mounts_under(data_dir), 10, "no build tmpfs left mounted", 0.05)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    top = str(path.resolve()) + "/"
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if top in line]

@@ -1,11 +1,12 @@
 """Removing a run's files, whatever tree its program made, without ever holding up the service.
 
-In the compile phase a program's build dir is on the host's disk, and a program can fill it with a
-tree deeper than Python's recursion limit or PATH_MAX (a Java package 1,100 levels deep is one
-`javac`), names of any bytes but '/' and NUL, dirs of mode 000 and read-only files. `remove_tree`
-handles all of these without recursion, with a bounded number of open dirs, and never follows a link.
-`Remover` moves a run's dir aside at once (one rename), removes it, and leaves whatever it could not
-remove to a background thread that retries with backoff and logs; start-up only renames.
+In the compile phase a program writes its build dir (a tmpfs of its own under the nsrun sandbox,
+unmounted first here; the host's disk in the other modes), and can fill it with a tree deeper than
+Python's recursion limit or PATH_MAX (a Java package 1,100 levels deep is one `javac`), names of any
+bytes but '/' and NUL, dirs of mode 000 and read-only files. `remove_tree` handles all of these without
+recursion, with a bounded number of open dirs, and never follows a link. `Remover` moves a run's dir
+aside at once (one rename), removes it, and leaves whatever it could not remove to a background thread
+that retries with backoff and logs; start-up only renames (and detaches mounts a dead process left).
 """
 
 from __future__ import annotations
@@ -93,6 +94,31 @@ def _files_gone(fd: int) -> list[str]:
     return subdirs
 
 
+_MNT_DETACH = 2
+
+
+def unmount(path: Path) -> None:
+    """Detach the file system mounted on `path`, if one is (a run's build tmpfs); never raises."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.umount2(os.fsencode(path), _MNT_DETACH)
+
+
+def unmount_under(root: Path) -> int:
+    """Detach every mount below `root` (build tmpfs left by a process that died): how many."""
+    top = os.fsencode(os.path.realpath(root)) + b"/"
+    found = []
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo", "rb") as info:
+        for line in info:
+            point = line.split(b" ")[4].decode("unicode_escape").encode("latin-1")  # octal escapes, e.g. \040
+            if point.startswith(top):
+                found.append(point)
+    for point in sorted(found, key=len, reverse=True):
+        unmount(Path(os.fsdecode(point)))
+    return len(found)
+
+
 class Remover:
     """Removes run dirs under `root`; a failure is logged and retried later, never raised."""
 
@@ -122,6 +148,7 @@ class Remover:
 
     def discard_stale(self) -> None:
         """At start-up: move every dir left by a previous process aside and remove them in the background."""
+        unmount_under(self.root)
         for path in self.root.iterdir():
             if path.is_dir() and not path.is_symlink() and not path.name.startswith(GONE):
                 self._aside(path)

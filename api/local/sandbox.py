@@ -32,7 +32,7 @@ from monaco.core.phase import RUN, RUNNER_MEMORY_MB, Enforcement, Layout, phase_
 from monaco.core.settings import Settings
 
 from .cgroups import Cgroups, RunCgroup
-from .cleanup import Remover, remove_tree
+from .cleanup import Remover, remove_tree, unmount
 
 log = logging.getLogger("monaco.sandbox")
 
@@ -95,6 +95,20 @@ class PhaseRun:
     oom_killed: bool
     error: str = ""
     cases: tuple[PhaseResult, ...] = ()  # with test cases: every case's envelope, in order
+
+
+def mount_tmpfs(path: Path, size_mb: int) -> None:
+    """Mount a tmpfs of `size_mb` MiB (and as many inodes as 4 KiB files would fill) on `path`."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    options = f"size={size_mb}m,nr_inodes={max(1024, size_mb * 256)},mode=0755".encode()
+    if libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot mount the build tmpfs on {path}: {os.strerror(err)}")
+
+
+_MS_NOSUID, _MS_NODEV = 2, 4
 
 
 class Sandbox:
@@ -256,9 +270,15 @@ class Sandbox:
     def workspace(self, submission_id: str, code: str, stdin: str, language: Language,
                   spec: RunSpec | None = None) -> Path:
         base: Path = self.root_dir / submission_id
+        unmount(base / "build")
         shutil.rmtree(base, ignore_errors=True)
         (base / "src").mkdir(parents=True)
         (base / "build").mkdir()
+        if self.mode == "nsrun":
+            # The compile phase writes here: a tmpfs of the compile's output-file size bounds it as a build
+            # emptyDir's sizeLimit does on Kubernetes (its pages count to the compile's memory cgroup), where
+            # the host's disk would bound nothing (a javac of many classes wrote 208 MB before it failed).
+            mount_tmpfs(base / "build", int(language.compile_limits.output_file_mb))
         os.chmod(base / "src", 0o755)
         for name, text in source_files(language, code, stdin, spec or RunSpec()).items():
             (base / "src" / name).write_text(text)
@@ -268,6 +288,7 @@ class Sandbox:
         return base
 
     def cleanup(self, base: Path) -> None:
+        unmount(base / "build")
         self._remover.discard(base)
 
     def uid_for(self, slot: int) -> int | None:
