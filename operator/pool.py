@@ -204,6 +204,7 @@ class Pool:
         self.waiting_since: dict[str, datetime] = {}  # submission key -> when it began to wait for a pod
         self.burst_at: dict[str, datetime] = {}  # language -> when its pool last grew above its size
         self.waits: dict[str, int] = {}  # language -> submissions waiting for a starting pod (last pass)
+        self._fits: dict[tuple[str, tuple[float | None, int | None], bool], bool] = {}  # record_fits by shape
         self.created: dict[str, tuple[str, datetime]] = {}  # Job name -> (language, when) until indexed
         self.policy_ready = False
         self.stats = PoolStats()
@@ -347,7 +348,13 @@ class Pool:
         """The waiting submissions that would claim a pool pod, by language, in FIFO order."""
         out: dict[str, list[SubmissionRecord]] = {}
         for rec in queue:
-            if record_fits(rec, self.settings):
+            shape = (rec.language, rec.asked, rec.cold_only)  # a few shapes, however long the queue
+            fits = self._fits.get(shape)
+            if fits is None:
+                if len(self._fits) >= 1024:  # limits come in any number of values: keep it small
+                    self._fits.clear()
+                fits = self._fits[shape] = record_fits(rec, self.settings)
+            if fits:
                 out.setdefault(rec.language, []).append(rec)
         return out
 
