@@ -65,20 +65,20 @@ def occupied(ix: Indexes, inflight: Iterable[str] = ()) -> set[str]:
     return keys
 
 
-def plan(ix: Indexes, max_workers: int, inflight: Iterable[str] = (),
-         deferred: Collection[str] = ()) -> list[SubmissionRecord]:
+def plan(ix: Indexes, max_workers: int, inflight: Iterable[str] = (), deferred: Collection[str] = (),
+         queue: list[SubmissionRecord] | None = None) -> list[SubmissionRecord]:
     """Which queued submissions to admit now, in order.
 
     One that already holds a slot (its Job exists: the operator died between creating it and writing
     `running`) is admitted without taking another; the rest take the free slots first come, first served,
     except the `deferred` ones: they wait for a warm pool pod that is starting (Pool.deferred), holding no
-    slot meanwhile.
+    slot meanwhile. `queue`: waiting(ix.submissions), when the caller has it already.
     """
     held = occupied(ix, inflight)
     inflight = set(inflight)
     free = max_workers - len(held)
     chosen = []
-    for sub in waiting(ix.submissions):
+    for sub in waiting(ix.submissions) if queue is None else queue:
         if sub.key in inflight:
             continue
         if sub.key in held:
@@ -142,8 +142,9 @@ class Admission:
         async with self._lock:
             self.prune(ix)
             admitted = []
-            deferred = self.pool.deferred(waiting(ix.submissions), ix.pool_pods, ix.pool_jobs) if self.pool else ()
-            for sub in plan(ix, self.settings.max_workers, self.inflight, deferred):
+            queue = waiting(ix.submissions)
+            deferred = self.pool.deferred(queue, ix.pool_pods, ix.pool_jobs) if self.pool else ()
+            for sub in plan(ix, self.settings.max_workers, self.inflight, deferred, queue):
                 if await self.admit(sub, ix):
                     admitted.append(sub.name)
             return admitted

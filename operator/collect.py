@@ -18,7 +18,7 @@ from monaco.operator.admission import Indexes
 from monaco.operator.cleanup import finish, teardown
 from monaco.operator.cluster import Cluster
 from monaco.operator.names import child_name
-from monaco.operator.state import PodRecord, SubmissionRecord, job_record, own_job, own_pods, pod_record, run_job
+from monaco.operator.state import PodRecord, SubmissionRecord, job_record, own_job, own_pods, pod_record, runs_in
 from monaco.operator.submission import Submission
 
 log = logging.getLogger("monaco.operator")
@@ -139,7 +139,7 @@ class Collector:
             if sub is not None and sub.finished:
                 await self.finished_children(sub, ix)
             return
-        if pod.job_name and pod.job_name != run_job(sub):
+        if not runs_in(sub, pod.job_name):
             return  # a pool pod claimed for it, then discarded: it runs elsewhere
         if pod.terminal:
             await self._collect(sub, pod, ix)
@@ -157,7 +157,7 @@ class Collector:
         if sub.finished:
             await self.finished_children(sub, ix)
             return
-        if job.name != run_job(sub):
+        if not runs_in(sub, job.name):
             return  # a pool Job claimed for it, then discarded
         pods = own_pods(ix.pods, sub)
         if job.failed_reason == "DeadlineExceeded" and not any(p.terminal for p in pods):

@@ -34,7 +34,7 @@ from monaco.core.models import utcnow
 from monaco.core.phase import RUN, LimitError, resolve_limits
 from monaco.core.settings import Settings
 from monaco.operator import builders, names
-from monaco.operator.state import EPOCH, IndexLike, SubmissionRecord, parse_time, waiting
+from monaco.operator.state import EPOCH, IndexLike, SubmissionRecord, job_name_label, parse_time, waiting
 from monaco.operator.submission import Submission
 
 log = logging.getLogger("monaco.operator")
@@ -97,7 +97,7 @@ def pool_pod_record(body: Mapping[str, Any]) -> PoolPodRecord:
     terminated = any((cs.get("state") or {}).get("terminated") for cs in statuses)
     return PoolPodRecord(
         name=str(meta.get("name", "")),
-        job_name=str(labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or ""),
+        job_name=job_name_label(labels),
         language=str(labels.get(names.POOL, "")),
         spec_hash=str(labels.get(names.POOL_HASH, "")),
         claimed=labels.get(names.POOL_STATE) != names.IDLE,

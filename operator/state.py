@@ -229,35 +229,31 @@ def pod_record(body: Mapping[str, Any]) -> PodRecord:
         unschedulable=unschedulable,
         deleting=bool(meta.get("deletionTimestamp")),
         containers=tuple(containers),
-        job_name=str((meta.get("labels") or {}).get("batch.kubernetes.io/job-name")
-                     or (meta.get("labels") or {}).get("job-name") or ""),
+        job_name=job_name_label(meta.get("labels") or {}),
     )
 
 
-def first(index: IndexLike[T], key: str) -> T | None:
-    values = index.get(key)
-    if not values:
-        return None
-    return next(iter(values))
+def job_name_label(labels: Mapping[str, Any]) -> str:
+    """The name of the Job a pod belongs to, from the label the Job controller gives it."""
+    return str(labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or "")
 
 
-def run_job(sub: SubmissionRecord) -> str:
-    """The name of the Job that runs the submission: the one its status names (a claimed pool Job, or the
-    cold one), or, before it says, the cold Job's."""
-    return sub.job_name or names.child_name(sub.name)
+def runs_in(sub: SubmissionRecord, job_name: str) -> bool:
+    """Whether a Job (or a pod of it, by `job_name`; "" when unknown) is the one that runs the submission:
+    the one its status names (a claimed pool Job, or the cold one), or, before it says, the cold Job. A pool
+    pod claimed for it and discarded (its delivery failed, or its operator died first) carries its label
+    too, and never decides its result."""
+    return not job_name or job_name == (sub.job_name or names.child_name(sub.name))
 
 
 def own_pods(index: IndexLike[PodRecord], sub: SubmissionRecord) -> list[PodRecord]:
-    """The submission's pods of the Job that runs it. A pool pod claimed for it and discarded when its
-    delivery failed (or its operator died first) carries its label too, and never decides its result."""
-    job = run_job(sub)
-    return [p for p in index.get(sub.key) or () if not p.job_name or p.job_name == job]
+    """The submission's pods of the Job that runs it."""
+    return [p for p in index.get(sub.key) or () if runs_in(sub, p.job_name)]
 
 
 def own_job(index: IndexLike[JobRecord], sub: SubmissionRecord) -> JobRecord | None:
-    """The Job that runs the submission, of those labelled with it (see own_pods)."""
-    job = run_job(sub)
-    return next((j for j in index.get(sub.key) or () if j.name == job), None)
+    """The Job that runs the submission, of those labelled with it."""
+    return next((j for j in index.get(sub.key) or () if runs_in(sub, j.name)), None)
 
 
 def live_pods(index: IndexLike[PodRecord], key: str) -> list[PodRecord]:

@@ -12,6 +12,8 @@ that retries with backoff and logs; start-up only renames (and detaches mounts a
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import secrets
@@ -94,15 +96,26 @@ def _files_gone(fd: int) -> list[str]:
     return subdirs
 
 
-_MNT_DETACH = 2
+_MS_NOSUID, _MS_NODEV, _MNT_DETACH = 2, 4, 2
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def mount_tmpfs(path: Path, size_mb: int) -> None:
+    """Mount a tmpfs of `size_mb` MiB (and as many inodes as 4 KiB files would fill) on `path`: a run's build
+    dir under nsrun, which `unmount` detaches before its files are removed."""
+    options = f"size={size_mb}m,nr_inodes={max(1024, size_mb * 256)},mode=0755".encode()
+    if _libc().mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot mount the build tmpfs on {path}: {os.strerror(err)}")
 
 
 def unmount(path: Path) -> None:
     """Detach the file system mounted on `path`, if one is (a run's build tmpfs); never raises."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.umount2(os.fsencode(path), _MNT_DETACH)
+    _libc().umount2(os.fsencode(path), _MNT_DETACH)
 
 
 def unmount_under(root: Path) -> int:

@@ -32,7 +32,7 @@ from monaco.core.phase import RUN, RUNNER_MEMORY_MB, Enforcement, Layout, phase_
 from monaco.core.settings import Settings
 
 from .cgroups import Cgroups, RunCgroup
-from .cleanup import Remover, remove_tree, unmount
+from .cleanup import Remover, mount_tmpfs, remove_tree, unmount
 
 log = logging.getLogger("monaco.sandbox")
 
@@ -95,20 +95,6 @@ class PhaseRun:
     oom_killed: bool
     error: str = ""
     cases: tuple[PhaseResult, ...] = ()  # with test cases: every case's envelope, in order
-
-
-def mount_tmpfs(path: Path, size_mb: int) -> None:
-    """Mount a tmpfs of `size_mb` MiB (and as many inodes as 4 KiB files would fill) on `path`."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    options = f"size={size_mb}m,nr_inodes={max(1024, size_mb * 256)},mode=0755".encode()
-    if libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"cannot mount the build tmpfs on {path}: {os.strerror(err)}")
-
-
-_MS_NOSUID, _MS_NODEV = 2, 4
 
 
 class Sandbox:
